@@ -1,0 +1,96 @@
+import type { NormalPolicy } from "./types.ts";
+
+/** What one apply did, for logs and metrics. */
+export interface ApplyStats {
+  /** Rule IDs added, removed and changed by this transaction. */
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** True when only the objects the diff names were touched. */
+  incremental: boolean;
+  /** Engine objects written or deleted in the transaction. */
+  objects: number;
+}
+
+/** Per-rule hit counters, where the engine keeps them. */
+export interface RuleCounter {
+  id: string;
+  packets: bigint;
+  bytes: bigint;
+}
+
+/** Result of comparing the live engine with what should be installed. */
+export type ReadBack =
+  | { ok: true }
+  | { ok: false; detail: string };
+
+/**
+ * An enforcement engine. Each method is one engine transaction: it
+ * succeeds whole or throws with the engine left exactly as before.
+ * Implementations own every native handle they open and release it on
+ * every path; `close()` is safe to call twice.
+ */
+export interface Backend extends Disposable {
+  /** Engine name as written in the service config: `nft` or `wfp`. */
+  readonly engine: "nft" | "wfp";
+
+  /**
+   * Installs `next` as one transaction. `current` is the policy the
+   * caller believes is installed (null: none); when the live engine does
+   * not hold exactly `current`, the backend replaces everything it owns.
+   *
+   * @throws {EngineError} the engine refused; nothing changed
+   * @throws {TypeError} the policy uses something this engine cannot do
+   */
+  apply(next: NormalPolicy, current: NormalPolicy | null): ApplyStats;
+
+  /**
+   * Removes every object Palisade owns, found by reading the engine, not
+   * by a remembered list. Idempotent.
+   *
+   * @returns how many objects were removed (0: nothing to remove)
+   */
+  removeAll(): number;
+
+  /** Compares the live engine with `expected` (null: nothing installed). */
+  readBack(expected: NormalPolicy | null): ReadBack;
+
+  /** Hit counters per rule ID; empty when the engine keeps none. */
+  counters(): RuleCounter[];
+
+  close(): void;
+}
+
+/**
+ * A failed engine call. `call` names the native function, `code` is the
+ * engine's status (unsigned 32-bit for WFP, errno-like for nftables),
+ * `ruleId` the rule being written when it failed, if any, and `transient`
+ * whether retrying the same call may succeed.
+ */
+export class EngineError extends Error {
+  readonly call: string;
+  readonly code: number;
+  readonly codeName: string;
+  readonly ruleId?: string;
+  readonly transient: boolean;
+
+  constructor(
+    message: string,
+    opts: {
+      call: string;
+      code: number;
+      codeName: string;
+      ruleId?: string;
+      transient?: boolean;
+      cause?: unknown;
+    },
+  ) {
+    super(message, { cause: opts.cause });
+    this.name = "EngineError";
+    this.call = opts.call;
+    this.code = opts.code;
+    this.codeName = opts.codeName;
+    this.ruleId = opts.ruleId;
+    this.transient = opts.transient ?? false;
+  }
+}
