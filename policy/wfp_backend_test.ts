@@ -1,0 +1,552 @@
+import assert from "node:assert/strict";
+import {
+  SIM_LIBRARY,
+  simAvailable,
+  type SimContext,
+  simTest,
+} from "../ffi/wfp/_sim_fixture.ts";
+import { backendConformance } from "../tests/_backend_conformance.ts";
+import {
+  filterKey,
+  PALISADE_PROVIDER_KEY,
+  PALISADE_SUBLAYER_KEY,
+  providerKey,
+  simulatorHooks,
+  WFP_CONDITIONS,
+  WFP_LAYERS,
+  WfpEngine,
+  WfpLibrary,
+} from "../ffi/wfp/mod.ts";
+import { EngineError } from "./backend.ts";
+import type { NormalPolicy, NormalRule } from "./types.ts";
+import { openWfpBackend } from "./wfp_backend.ts";
+
+function rule(id: string, extra: Partial<NormalRule>): NormalRule {
+  return {
+    id,
+    action: "permit",
+    direction: "out",
+    protocol: "tcp",
+    remote: [],
+    local: [],
+    remotePorts: [],
+    localPorts: [],
+    ...extra,
+  };
+}
+
+const A: NormalPolicy = {
+  name: "a",
+  rules: [
+    rule("block-smb-out", {
+      action: "block",
+      remote: ["203.0.113.0/24", "2001:db8::/32"],
+      remotePorts: [{ first: 137, last: 139 }, { first: 445, last: 445 }],
+    }),
+    rule("web-in", {
+      direction: "in",
+      localPorts: [{ first: 443, last: 443 }],
+    }),
+    rule("no-telemetry", {
+      action: "block",
+      protocol: "any",
+      app: "C:\\Program Files\\Telemetry\\agent.exe",
+    }),
+    rule("dns-out", {
+      protocol: "udp",
+      remote: ["192.0.2.53/32"],
+      remotePorts: [{ first: 53, last: 53 }],
+    }),
+  ],
+};
+
+/** A with one rule inserted, one changed and one removed. */
+const B: NormalPolicy = {
+  name: "b",
+  rules: [
+    A.rules[0],
+    rule("ssh-in", {
+      direction: "in",
+      remote: ["198.51.100.0/24"],
+      localPorts: [{ first: 22, last: 22 }],
+    }),
+    { ...A.rules[1], localPorts: [{ first: 8443, last: 8443 }] },
+    A.rules[3],
+  ],
+};
+
+function ids(ctx: SimContext): Map<string, string> {
+  return new Map(
+    ctx.hooks.dump().filters.map((f) => [`${f.name}@${f.layer}`, f.id]),
+  );
+}
+
+function catchError(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  assert.fail("expected an error");
+}
+
+simTest(
+  "WfpBackend.apply() installs provider, sublayer and one filter per rule and layer",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    const stats = backend.apply(A, null);
+    assert.equal(backend.engine, "wfp");
+    assert.deepEqual(stats.added, A.rules.map((r) => r.id));
+    assert.equal(stats.incremental, false);
+    assert.equal(stats.objects, 2 + 7);
+
+    const dump = ctx.hooks.dump();
+    assert.deepEqual(dump.providers.map((p) => [p.key, p.name, p.persistent]), [
+      [PALISADE_PROVIDER_KEY, "palisade", true],
+    ]);
+    assert.deepEqual(
+      dump.sublayers.map((s) => [s.key, s.name, s.providerKey]),
+      [
+        [PALISADE_SUBLAYER_KEY, "palisade", PALISADE_PROVIDER_KEY],
+      ],
+    );
+    assert.deepEqual([...ids(ctx).keys()].sort(), [
+      "block-smb-out@FWPM_LAYER_ALE_AUTH_CONNECT_V4",
+      "block-smb-out@FWPM_LAYER_ALE_AUTH_CONNECT_V6",
+      "dns-out@FWPM_LAYER_ALE_AUTH_CONNECT_V4",
+      "no-telemetry@FWPM_LAYER_ALE_AUTH_CONNECT_V4",
+      "no-telemetry@FWPM_LAYER_ALE_AUTH_CONNECT_V6",
+      "web-in@FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4",
+      "web-in@FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6",
+    ]);
+    // The simulator's own table of condition names agrees with ours.
+    const smb = dump.filters.find((f) =>
+      f.name === "block-smb-out" && f.layer === "FWPM_LAYER_ALE_AUTH_CONNECT_V4"
+    )!;
+    assert.equal(smb.action, "FWP_ACTION_BLOCK");
+    assert.deepEqual(smb.conditions.map((c) => c.fieldName), [
+      "FWPM_CONDITION_IP_PROTOCOL",
+      "FWPM_CONDITION_IP_REMOTE_ADDRESS",
+      "FWPM_CONDITION_IP_REMOTE_PORT",
+      "FWPM_CONDITION_IP_REMOTE_PORT",
+    ]);
+    const agent = dump.filters.find((f) => f.name === "no-telemetry")!;
+    assert.equal(agent.conditions[0].fieldName, "FWPM_CONDITION_ALE_APP_ID");
+    // Earlier rules weigh more, so WFP evaluates them first.
+    const weight = (name: string) =>
+      BigInt(dump.filters.find((f) => f.name === name)!.weight);
+    assert.ok(weight("block-smb-out") > weight("web-in"));
+    assert.ok(weight("web-in") > weight("dns-out"));
+    assert.deepEqual(backend.readBack(A), { ok: true });
+  },
+);
+
+simTest("WfpBackend.apply() changes only the filters the diff names", (ctx) => {
+  using backend = openWfpBackend({ library: ctx.path });
+  backend.apply(A, null);
+  const before = ids(ctx);
+  const stats = backend.apply(B, A);
+  assert.equal(stats.incremental, true);
+  assert.deepEqual(stats.added, ["ssh-in"]);
+  assert.deepEqual(stats.removed, ["no-telemetry"]);
+  assert.deepEqual(stats.changed, ["web-in"]);
+  // ssh-in (1 add), web-in (2 delete + 2 add), no-telemetry (2 delete).
+  assert.equal(stats.objects, 7);
+  const after = ids(ctx);
+  for (const kept of ["block-smb-out", "dns-out"]) {
+    for (const [name, id] of before) {
+      if (name.startsWith(`${kept}@`)) assert.equal(after.get(name), id);
+    }
+  }
+  assert.deepEqual(backend.readBack(B), { ok: true });
+  assert.equal(backend.readBack(A).ok, false);
+});
+
+simTest(
+  "WfpBackend.apply() replaces everything when the engine does not hold current",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    {
+      using engine = WfpEngine.open(ctx.library);
+      const victim = engine.enumFilters({
+        layerKey: WFP_LAYERS.FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+        providerKey: PALISADE_PROVIDER_KEY,
+      })[0];
+      engine.deleteFilterById(victim.filterId!);
+    }
+    const stats = backend.apply(B, A);
+    assert.equal(stats.incremental, false);
+    assert.deepEqual(backend.readBack(B), { ok: true });
+  },
+);
+
+simTest(
+  "WfpBackend.apply() replaces everything when current's application no longer resolves",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    // B has no app rule; A's application ID is the only one resolved.
+    ctx.hooks.injectFault("FwpmGetAppIdFromFileName0", 1, 2);
+    const stats = backend.apply(B, A);
+    assert.equal(stats.incremental, false);
+    assert.deepEqual(backend.readBack(B), { ok: true });
+  },
+);
+
+simTest(
+  "WfpBackend reverts by applying the previous policy over the current one",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    const original = ctx.hooks.dump().filters.map((f) => [f.key, f.name]);
+    backend.apply(B, A);
+    const stats = backend.apply(A, B);
+    assert.equal(stats.incremental, true);
+    assert.deepEqual(backend.readBack(A), { ok: true });
+    assert.deepEqual(
+      ctx.hooks.dump().filters.map((f) => [f.key, f.name]).sort(),
+      original.sort(),
+    );
+  },
+);
+
+simTest(
+  "WfpBackend.removeAll() removes filters, sublayer and provider and is idempotent",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    assert.equal(backend.removeAll(), 7 + 2);
+    assert.deepEqual(ctx.hooks.dump(), {
+      providers: [],
+      sublayers: [],
+      filters: [],
+    });
+    assert.equal(backend.removeAll(), 0);
+    assert.deepEqual(backend.readBack(null), { ok: true });
+  },
+);
+
+simTest(
+  "WfpBackend.removeAll() from a second session clears what a running one applied",
+  (ctx) => {
+    using service = openWfpBackend({ library: ctx.path });
+    service.apply(A, null);
+    {
+      using panic = openWfpBackend({ library: ctx.path });
+      assert.equal(panic.removeAll(), 9);
+    }
+    assert.equal(ctx.hooks.dump().filters.length, 0);
+    assert.equal(service.readBack(A).ok, false);
+  },
+);
+
+simTest(
+  "WfpBackend.removeAll() leaves a foreign filter in its sublayer and names it",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    const other = providerKey("5f8b7c1e-0000-4000-8000-00000000abcd");
+    {
+      using engine = WfpEngine.open(ctx.library);
+      engine.transaction(() => {
+        engine.addProvider({ key: other, name: "other-product", flags: 1 });
+        engine.addFilter({
+          key: filterKey("5f8b7c1e-0000-4000-8000-0000000000f1"),
+          name: "their-filter",
+          flags: 1,
+          providerKey: other,
+          layerKey: WFP_LAYERS.FWPM_LAYER_ALE_AUTH_CONNECT_V4,
+          subLayerKey: PALISADE_SUBLAYER_KEY,
+          weight: { type: "uint64", value: 1n },
+          conditions: [{
+            field: WFP_CONDITIONS.FWPM_CONDITION_IP_REMOTE_PORT,
+            match: 0,
+            value: { type: "uint16", value: 25 },
+          }],
+          action: 0x1001,
+        });
+      });
+    }
+    const foreignId =
+      ctx.hooks.dump().filters.find((f) => f.name === "their-filter")!.id;
+
+    const error = catchError(() => backend.removeAll());
+    assert.ok(error instanceof EngineError);
+    assert.equal(error.codeName, "FWP_E_IN_USE");
+    assert.equal(error.code, 0x8032000a);
+    assert.match(
+      error.message,
+      new RegExp(`filter ${foreignId} "their-filter"`),
+    );
+    assert.match(error.message, new RegExp(`provider ${other}`));
+
+    const dump = ctx.hooks.dump();
+    assert.deepEqual(dump.filters.map((f) => f.name), ["their-filter"]);
+    assert.equal(dump.sublayers.length, 1);
+    assert.ok(dump.providers.some((p) => p.key === other));
+    // A second panic changes nothing and still says why.
+    assert.throws(() => backend.removeAll(), EngineError);
+    assert.equal(ctx.hooks.dump().filters.length, 1);
+  },
+);
+
+simTest(
+  "WfpBackend refuses a provider GUID held by another product and never deletes it",
+  (ctx) => {
+    {
+      using engine = WfpEngine.open(ctx.library);
+      engine.transaction(() =>
+        engine.addProvider({
+          key: PALISADE_PROVIDER_KEY,
+          name: "impostor",
+          flags: 1,
+        })
+      );
+    }
+    const before = ctx.hooks.dumpText();
+    using backend = openWfpBackend({ library: ctx.path });
+    for (
+      const run of [() => backend.apply(A, null), () => backend.removeAll()]
+    ) {
+      const error = catchError(run);
+      assert.ok(error instanceof EngineError);
+      assert.match(error.message, /foreign provider named "impostor"/);
+    }
+    assert.equal(ctx.hooks.dumpText(), before);
+  },
+);
+
+simTest(
+  "WfpBackend in dynamic mode leaves nothing behind when its session closes",
+  (ctx) => {
+    {
+      using backend = openWfpBackend({ library: ctx.path, dynamic: true });
+      backend.apply(A, null);
+      const dump = ctx.hooks.dump();
+      assert.equal(dump.filters.length, 7);
+      assert.ok(dump.filters.every((f) => (f.flags & 1) === 0));
+    }
+    assert.deepEqual(ctx.hooks.dump(), {
+      providers: [],
+      sublayers: [],
+      filters: [],
+    });
+  },
+);
+
+const CALLS = [
+  "FwpmEngineOpen0",
+  "FwpmGetAppIdFromFileName0",
+  "FwpmTransactionBegin0",
+  "FwpmProviderGetByKey0",
+  "FwpmSubLayerGetByKey0",
+  "FwpmFilterCreateEnumHandle0",
+  "FwpmFilterEnum0",
+  "FwpmFilterDestroyEnumHandle0",
+  "FwpmProviderAdd0",
+  "FwpmSubLayerAdd0",
+  "FwpmFilterAdd0",
+  "FwpmFilterDeleteById0",
+  "FwpmFilterDeleteByKey0",
+  "FwpmTransactionCommit0",
+];
+
+/**
+ * Fails each call of an apply in turn (every function, every Nth call
+ * until the apply no longer reaches it) and checks the engine is exactly
+ * as before each time.
+ */
+function faultEveryCall(
+  ctx: SimContext,
+  setup: () => void,
+  run: () => void,
+): number {
+  let injected = 0;
+  for (const call of CALLS) {
+    for (let nth = 1; nth <= 64; nth++) {
+      ctx.hooks.reset();
+      setup();
+      const before = ctx.hooks.dumpText();
+      ctx.hooks.injectFault(call, nth, 0x80320035);
+      let failed = false;
+      try {
+        run();
+      } catch (error) {
+        failed = true;
+        assert.ok(error instanceof EngineError, `${call}#${nth}: ${error}`);
+        assert.equal(error.call, call);
+        assert.equal(error.codeName, "FWP_E_INVALID_PARAMETER");
+      }
+      ctx.hooks.clearFaults();
+      assert.equal(ctx.hooks.openHandles(), 0, `${call}#${nth}: handles`);
+      assert.equal(ctx.hooks.unfreedAllocations(), 0n, `${call}#${nth}`);
+      if (!failed) break;
+      assert.equal(ctx.hooks.dumpText(), before, `${call}#${nth}: changed`);
+      injected++;
+    }
+  }
+  return injected;
+}
+
+simTest(
+  "WfpBackend.apply() leaves the engine as before when any call of a full apply fails",
+  (ctx) => {
+    const injected = faultEveryCall(ctx, () => {}, () => {
+      using backend = openWfpBackend({ library: ctx.path });
+      backend.apply(A, null);
+    });
+    assert.ok(injected >= 20, `only ${injected} faults injected`);
+  },
+);
+
+simTest(
+  "WfpBackend.apply() leaves the engine as before when any call of an incremental apply fails",
+  (ctx) => {
+    const injected = faultEveryCall(ctx, () => {
+      using backend = openWfpBackend({ library: ctx.path });
+      backend.apply(A, null);
+    }, () => {
+      using backend = openWfpBackend({ library: ctx.path });
+      backend.apply(B, A);
+    });
+    assert.ok(injected >= 20, `only ${injected} faults injected`);
+  },
+);
+
+simTest(
+  "WfpBackend.removeAll() leaves the engine as before when any of its calls fails",
+  (ctx) => {
+    const injected = faultEveryCall(ctx, () => {
+      using backend = openWfpBackend({ library: ctx.path });
+      backend.apply(A, null);
+    }, () => {
+      using backend = openWfpBackend({ library: ctx.path });
+      backend.removeAll();
+    });
+    assert.ok(injected >= 10, `only ${injected} faults injected`);
+  },
+);
+
+simTest(
+  "WfpBackend wraps an engine failure in EngineError with the rule ID",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    ctx.hooks.injectFault("FwpmFilterAdd0", 5, 0x80320027);
+    const error = catchError(() => backend.apply(A, null));
+    assert.ok(error instanceof EngineError);
+    assert.equal(error.ruleId, "no-telemetry");
+    assert.equal(error.call, "FwpmFilterAdd0");
+    assert.match(
+      error.message,
+      /^Cannot add WFP filter "no-telemetry" \(key [0-9a-f-]+, layer FWPM_LAYER_ALE_AUTH_CONNECT_V4\): FWP_E_TYPE_MISMATCH \(0x80320027\)/,
+    );
+    assert.deepEqual(ctx.hooks.dump().filters, []);
+  },
+);
+
+simTest(
+  "WfpBackend.counters() is empty: WFP keeps no per-filter counters",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    assert.deepEqual(backend.counters(), []);
+  },
+);
+
+simTest(
+  "openWfpBackend() reports a refused engine as EngineError and closes the library",
+  (ctx) => {
+    ctx.hooks.injectFault("FwpmEngineOpen0", 1, 5);
+    const error = catchError(() => openWfpBackend({ library: ctx.path }));
+    assert.ok(error instanceof EngineError);
+    assert.equal(error.codeName, "ERROR_ACCESS_DENIED");
+  },
+);
+
+Deno.test("openWfpBackend() names the library it cannot load", () => {
+  assert.throws(
+    () => openWfpBackend({ library: "/nonexistent/fwpuclnt.dll" }),
+    /Cannot load WFP library "\/nonexistent\/fwpuclnt.dll"/,
+  );
+});
+
+if (simAvailable()) {
+  backendConformance("wfp (simulator)", () => {
+    const library = WfpLibrary.open(SIM_LIBRARY);
+    const hooks = simulatorHooks(library)!;
+    hooks.clearFaults();
+    hooks.reset();
+    return Promise.resolve({
+      backend: openWfpBackend({ library: SIM_LIBRARY }),
+      dump: () => hooks.dump(),
+      cleanup: () => {
+        try {
+          assert.equal(hooks.openHandles(), 0, "handles left open");
+          assert.equal(hooks.unfreedAllocations(), 0n, "buffers not freed");
+        } finally {
+          library.close();
+        }
+      },
+    });
+  });
+} else if (Deno.env.get("CI") && Deno.build.os !== "windows") {
+  Deno.test("wfp (simulator) backend conformance", () => {
+    throw new Error(`Cannot run: ${SIM_LIBRARY} is missing`);
+  });
+}
+
+/**
+ * The engine's state as Palisade can read it through the binding alone:
+ * its provider, sublayer and every filter under its provider. Used with
+ * a library that has no simulator hooks (the real fwpuclnt.dll).
+ */
+function liveDump(library: WfpLibrary): unknown {
+  using engine = WfpEngine.open(library);
+  const filters = Object.values(WFP_LAYERS).flatMap((layerKey) =>
+    engine.enumFilters({ layerKey, providerKey: PALISADE_PROVIDER_KEY })
+  ).map(({ filterId: _id, effectiveWeight: _w, ...rest }) => rest);
+  return JSON.parse(JSON.stringify(
+    {
+      provider: engine.getProvider(PALISADE_PROVIDER_KEY),
+      subLayer: engine.getSubLayer(PALISADE_SUBLAYER_KEY),
+      filters,
+    },
+    (_key, value) =>
+      typeof value === "bigint"
+        ? value.toString()
+        : value instanceof Uint8Array
+        ? [...value]
+        : value,
+  ));
+}
+
+// Against a real engine: PALISADE_WFP_LIBRARY=fwpuclnt.dll on Windows
+// (administrator). Sessions are dynamic, so whatever a failing test
+// leaves behind vanishes with the test process.
+const REAL_LIBRARY = Deno.env.get("PALISADE_WFP_LIBRARY");
+if (REAL_LIBRARY) {
+  backendConformance(`wfp (${REAL_LIBRARY})`, () => {
+    const library = WfpLibrary.open(REAL_LIBRARY);
+    const state = liveDump(library) as { provider: unknown; subLayer: unknown };
+    if (state.provider !== null || state.subLayer !== null) {
+      library.close();
+      throw new Error(
+        "Cannot run the WFP suite here: this host has Palisade objects installed; use a test machine",
+      );
+    }
+    const backend = openWfpBackend({ library: REAL_LIBRARY, dynamic: true });
+    return Promise.resolve({
+      backend,
+      dump: () => liveDump(library),
+      cleanup: () => {
+        try {
+          using again = openWfpBackend({ library: REAL_LIBRARY });
+          again.removeAll();
+        } finally {
+          library.close();
+        }
+      },
+    });
+  });
+}
