@@ -307,3 +307,26 @@ Deno.test("planIncremental() deletes by handle, updates elements in place and in
   );
   assert.equal(ops.length, 8);
 });
+
+Deno.test("planIncremental() inserts a run of new rules in order before the next kept rule, or appends them", () => {
+  const r = (id: string) => rule(id, { remote: [`192.0.2.${id.length}`] });
+  const current = compilePolicy({ name: "p", rules: [r("k"), r("kk")] });
+  const live = readListing(listing(current, 50));
+  const next = compilePolicy({
+    name: "p",
+    rules: [r("x"), r("k"), r("aaa"), r("bbbb"), r("kk"), r("ccccc")],
+  });
+  const ops = planIncremental(live, current, next)!.commands.map((c) => {
+    const [op, body] = Object.entries(
+      c as Record<string, { rule: { comment: string; handle?: number } }>,
+    )[0];
+    const at = body.rule.handle ? ` before ${body.rule.handle}` : "";
+    return `${op} ${body.rule.comment}${at}`;
+  });
+  assert.deepEqual(ops, [
+    "insert x before 50",
+    "insert aaa before 51",
+    "insert bbbb before 51",
+    "add ccccc",
+  ]);
+});
