@@ -38,7 +38,7 @@ export function openBackend(opts: OpenBackendOptions): Backend {
       return new NftBackend({ library: opts.nftLibrary });
     case "wfp":
       return openWfpBackend({
-        library: opts.wfpLibrary ?? "fwpuclnt.dll",
+        library: resolveWfpLibrary(opts.wfpLibrary ?? "fwpuclnt.dll"),
         dynamic: opts.dynamic,
       });
     default:
@@ -46,6 +46,23 @@ export function openBackend(opts: OpenBackendOptions): Backend {
         `Cannot open engine ${JSON.stringify(opts.engine)}: use nft or wfp`,
       );
   }
+}
+
+/** Where Windows keeps the WFP management library. */
+export const WINDOWS_WFP_LIBRARY = "C:\\Windows\\System32\\fwpuclnt.dll";
+
+/**
+ * Turns the bare name `fwpuclnt.dll` into the System32 path on Windows.
+ * A path-scoped `--allow-ffi` makes Deno resolve a bare name against the
+ * working directory, which would fail under the service's grant, and
+ * would load a planted DLL of that name where it succeeded.
+ */
+export function resolveWfpLibrary(
+  library: string,
+  os: typeof Deno.build.os = Deno.build.os,
+): string {
+  const bare = library.toLowerCase() === "fwpuclnt.dll";
+  return bare && os === "windows" ? WINDOWS_WFP_LIBRARY : library;
 }
 
 /** The engine of the running OS: nft on Linux, wfp on Windows. */

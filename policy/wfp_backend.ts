@@ -18,6 +18,7 @@ import {
   PALISADE_SUBLAYER_KEY,
   WFP_E,
   WFP_LAYERS,
+  type WfpConditionValue,
   WfpEngine,
   WfpError,
   type WfpFilter,
@@ -32,7 +33,7 @@ import {
 } from "./backend.ts";
 import {
   type CompiledFilter,
-  compilePolicy,
+  compileRule,
   filterSignature,
   freshWeights,
   planWeights,
@@ -62,8 +63,39 @@ interface LiveState {
   subLayerPresent: boolean;
   /** Filters under Palisade's provider. */
   ours: WfpFilter[];
-  /** Filters of other providers inside Palisade's sublayer. */
+  /**
+   * Filters of other providers inside Palisade's sublayer; searched for
+   * only when the sublayer is to be deleted (remove-all, panic).
+   */
   foreign: WfpFilter[];
+}
+
+/** A rule's JSON text; memoised for the length of one operation. */
+type RuleText = (rule: NormalRule) => string;
+
+/** A fresh {@linkcode RuleText} (callers' rules may change between calls). */
+function ruleTexts(): RuleText {
+  const texts = new Map<NormalRule, string>();
+  return (rule) => {
+    let text = texts.get(rule);
+    if (text === undefined) {
+      text = JSON.stringify(rule);
+      texts.set(rule, text);
+    }
+    return text;
+  };
+}
+
+/** Signatures of compiled filters, computed once per filter object. */
+const SIGNATURES = new WeakMap<CompiledFilter, string>();
+
+function signatureOf(filter: CompiledFilter): string {
+  let text = SIGNATURES.get(filter);
+  if (text === undefined) {
+    text = filterSignature({ ...filter, name: filter.ruleId });
+    SIGNATURES.set(filter, text);
+  }
+  return text;
 }
 
 function toEngineError(error: unknown, ruleId?: string): unknown {
@@ -86,6 +118,59 @@ function describeForeign(filter: WfpFilter): string {
   }, layer ${layerName(filter.layerKey)})`;
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameValue(a: WfpConditionValue, b: WfpConditionValue): boolean {
+  switch (a.type) {
+    case "empty":
+      return b.type === "empty";
+    case "uint8":
+    case "uint16":
+    case "uint32":
+    case "uint64":
+      return b.type === a.type && b.value === a.value;
+    case "byteArray16":
+    case "byteBlob":
+      return b.type === a.type && sameBytes(a.value, b.value);
+    case "v4AddrMask":
+      return b.type === a.type && b.addr === a.addr && b.mask === a.mask;
+    case "v6AddrMask":
+      return b.type === a.type && b.prefixLength === a.prefixLength &&
+        sameBytes(a.addr, b.addr);
+    case "range":
+      return b.type === a.type && sameValue(a.low, b.low) &&
+        sameValue(a.high, b.high);
+  }
+}
+
+/**
+ * Whether a live filter is the compiled one (same as comparing their
+ * {@linkcode filterSignature}s, without building them when the engine
+ * kept the conditions in the order they were added).
+ */
+function matches(found: WfpFilter, expected: CompiledFilter): boolean {
+  if (
+    found.key !== expected.key || found.name !== expected.ruleId ||
+    found.layerKey !== expected.layerKey ||
+    found.action !== expected.action ||
+    found.conditions.length !== expected.conditions.length
+  ) {
+    return false;
+  }
+  const inOrder = found.conditions.every((condition, i) => {
+    const other = expected.conditions[i];
+    return condition.field === other.field &&
+      condition.match === other.match &&
+      sameValue(condition.value, other.value);
+  });
+  // An engine may return the conditions in another order.
+  return inOrder || filterSignature(found) === signatureOf(expected);
+}
+
 function weightOf(filter: WfpFilter): bigint | undefined {
   return filter.weight.type === "uint64" ? filter.weight.value : undefined;
 }
@@ -95,6 +180,8 @@ class WfpBackend implements Backend {
   readonly #library: WfpLibrary;
   readonly #dynamic: boolean;
   #session: WfpEngine | null;
+  /** Filters compiled by the last apply, by rule text and app ID. */
+  #compiled = new Map<string, CompiledFilter[]>();
 
   constructor(library: WfpLibrary, session: WfpEngine, dynamic: boolean) {
     this.#library = library;
@@ -113,8 +200,12 @@ class WfpBackend implements Backend {
     return this.#session;
   }
 
-  /** Reads provider, sublayer and Palisade's filters from the engine. */
-  #readLive(engine: WfpEngine): LiveState {
+  /**
+   * Reads provider, sublayer and Palisade's filters from the engine,
+   * decoding each filter once. With `foreign`, also the filters of other
+   * providers inside Palisade's sublayer (which block its deletion).
+   */
+  #readLive(engine: WfpEngine, foreign: boolean): LiveState {
     const provider = engine.getProvider(PALISADE_PROVIDER_KEY);
     if (provider && provider.name !== PALISADE_OBJECT_NAME) {
       throw new EngineError(
@@ -138,36 +229,34 @@ class WfpBackend implements Backend {
       );
     }
 
-    // Enumerate rather than remember: by provider at every layer
-    // Palisade uses, and every filter of those layers in its sublayer.
-    const ours = new Map<bigint, WfpFilter>();
-    const foreign = new Map<bigint, WfpFilter>();
+    // Enumerate rather than remember, one enumeration per layer
+    // Palisade uses: by provider, or every filter of the layer when
+    // foreign filters in Palisade's sublayer are wanted too.
+    const ours: WfpFilter[] = [];
+    const others: WfpFilter[] = [];
+    const everything = foreign && subLayer !== null;
     for (const layerKey of LAYER_KEYS) {
-      for (
-        const filter of engine.enumFilters({
-          layerKey,
-          providerKey: PALISADE_PROVIDER_KEY,
-        })
-      ) {
-        ours.set(filter.filterId!, filter);
-      }
-      if (!subLayer) continue;
       // Limitation: only the four layers Palisade uses are searched for
       // foreign filters in its sublayer.
-      for (const filter of engine.enumFilters({ layerKey })) {
-        if (filter.subLayerKey !== PALISADE_SUBLAYER_KEY) continue;
+      const filters = engine.enumFilters(
+        everything ? { layerKey } : {
+          layerKey,
+          providerKey: PALISADE_PROVIDER_KEY,
+        },
+      );
+      for (const filter of filters) {
         if (filter.providerKey === PALISADE_PROVIDER_KEY) {
-          ours.set(filter.filterId!, filter);
-        } else {
-          foreign.set(filter.filterId!, filter);
+          ours.push(filter);
+        } else if (filter.subLayerKey === PALISADE_SUBLAYER_KEY) {
+          others.push(filter);
         }
       }
     }
     return {
       providerPresent: provider !== null,
       subLayerPresent: subLayer !== null,
-      ours: [...ours.values()],
-      foreign: [...foreign.values()],
+      ours,
+      foreign: others,
     };
   }
 
@@ -192,14 +281,65 @@ class WfpBackend implements Backend {
   }
 
   /**
+   * Compiles `policy` with the application IDs `appIds`, reusing the
+   * filters of identical rules compiled by the previous applies (a rule
+   * compiles the same way wherever it sits; only its index changes).
+   *
+   * @throws {TypeError} a rule cannot be expressed on WFP
+   */
+  #compile(
+    policy: NormalPolicy,
+    appIds: ReadonlyMap<string, Uint8Array>,
+    used: Map<string, CompiledFilter[]>,
+    ruleText: RuleText,
+  ): CompiledFilter[] {
+    const out: CompiledFilter[] = [];
+    policy.rules.forEach((rule, index) => {
+      const appId = rule.app === undefined ? undefined : appIds.get(rule.app);
+      const key = appId === undefined
+        ? ruleText(rule)
+        : `${ruleText(rule)}\0${appId.join(",")}`;
+      let filters = used.get(key) ?? this.#compiled.get(key);
+      if (filters === undefined) filters = compileRule(rule, index, appId);
+      used.set(key, filters);
+      for (const filter of filters) {
+        if (filter.ruleIndex === index) {
+          out.push(filter);
+          continue;
+        }
+        const moved = { ...filter, ruleIndex: index };
+        SIGNATURES.set(moved, signatureOf(filter));
+        out.push(moved);
+      }
+    });
+    return out;
+  }
+
+  /**
    * Compiles the policy the caller believes is installed; null when it
    * cannot be compiled any more (e.g. an application was uninstalled),
-   * which makes the apply a full one.
+   * which makes the apply a full one. Rules that `next` has unchanged
+   * take the application IDs just resolved for `next`.
    */
-  #compileCurrent(current: NormalPolicy | null): CompiledFilter[] | null {
+  #compileCurrent(
+    current: NormalPolicy | null,
+    next: NormalPolicy,
+    nextApps: ReadonlyMap<string, Uint8Array>,
+    used: Map<string, CompiledFilter[]>,
+    ruleText: RuleText,
+  ): CompiledFilter[] | null {
     if (current === null) return null;
+    const nextRules = new Map(next.rules.map((r) => [r.id, r]));
+    const changed = current.rules.filter((rule) => {
+      const same = nextRules.get(rule.id);
+      return same === undefined ||
+        ruleText(same) !== ruleText(rule);
+    });
     try {
-      return compilePolicy(current, this.#resolveApps(current, true));
+      const apps = new Map(nextApps);
+      const resolved = this.#resolveApps({ ...current, rules: changed }, true);
+      for (const [app, id] of resolved) apps.set(app, id);
+      return this.#compile(current, apps, used, ruleText);
     } catch {
       return null;
     }
@@ -221,8 +361,7 @@ class WfpBackend implements Backend {
     for (const expected of current) {
       const found = byKey.get(expected.key);
       if (!found || found.subLayerKey !== PALISADE_SUBLAYER_KEY) return null;
-      const want = filterSignature({ ...expected, name: expected.ruleId });
-      if (filterSignature(found) !== want) return null;
+      if (!matches(found, expected)) return null;
       const weight = weightOf(found);
       if (weight === undefined) return null;
       const seen = weights.get(expected.ruleId);
@@ -255,15 +394,26 @@ class WfpBackend implements Backend {
   }
 
   apply(next: NormalPolicy, current: NormalPolicy | null): ApplyStats {
-    const nextFilters = compilePolicy(next, this.#resolveApps(next));
-    const currentFilters = this.#compileCurrent(current);
-    const stats = ruleDiff(next, current);
+    const nextApps = this.#resolveApps(next);
+    const used = new Map<string, CompiledFilter[]>();
+    const ruleText = ruleTexts();
+    const nextFilters = this.#compile(next, nextApps, used, ruleText);
+    const currentFilters = this.#compileCurrent(
+      current,
+      next,
+      nextApps,
+      used,
+      ruleText,
+    );
+    // Keep what this apply compiled (both policies) for the next one.
+    this.#compiled = used;
+    const stats = ruleDiff(next, current, ruleText);
 
     let ruleId: string | undefined;
     try {
       const engine = this.#open();
       return engine.transaction(() => {
-        const live = this.#readLive(engine);
+        const live = this.#readLive(engine, false);
         const weights = current && currentFilters
           ? this.#liveWeights(live, currentFilters, current.rules)
           : null;
@@ -344,8 +494,7 @@ class WfpBackend implements Backend {
     const signatures = (filters: CompiledFilter[]) => {
       const out = new Map<string, string>();
       for (const f of filters) {
-        const text = filterSignature({ ...f, name: f.ruleId });
-        out.set(f.ruleId, (out.get(f.ruleId) ?? "") + text);
+        out.set(f.ruleId, (out.get(f.ruleId) ?? "") + signatureOf(f));
       }
       return out;
     };
@@ -400,7 +549,7 @@ class WfpBackend implements Backend {
     try {
       const engine = this.#open();
       removed = engine.transaction(() => {
-        const live = this.#readLive(engine);
+        const live = this.#readLive(engine, true);
         let count = 0;
         for (const filter of live.ours) {
           engine.deleteFilterById(filter.filterId as FilterId);
@@ -440,9 +589,14 @@ class WfpBackend implements Backend {
   readBack(expected: NormalPolicy | null): ReadBack {
     try {
       const engine = this.#open();
-      const live = this.#readLive(engine);
+      const live = this.#readLive(engine, false);
       const want = expected
-        ? compilePolicy(expected, this.#resolveApps(expected))
+        ? this.#compile(
+          expected,
+          this.#resolveApps(expected),
+          new Map(),
+          ruleTexts(),
+        )
         : [];
       const problems: string[] = [];
       if (want.length > 0 && (!live.providerPresent || !live.subLayerPresent)) {
@@ -459,8 +613,7 @@ class WfpBackend implements Backend {
           );
           continue;
         }
-        const same = filterSignature(found) ===
-          filterSignature({ ...filter, name: filter.ruleId });
+        const same = matches(found, filter);
         if (!same || found.subLayerKey !== PALISADE_SUBLAYER_KEY) {
           problems.push(
             `rule "${filter.ruleId}": filter at ${filter.layer} differs`,
@@ -520,11 +673,12 @@ class WfpBackend implements Backend {
 function ruleDiff(
   next: NormalPolicy,
   current: NormalPolicy | null,
+  ruleText: RuleText,
 ): Omit<ApplyStats, "incremental" | "objects"> {
   const before = new Map(
-    (current?.rules ?? []).map((r) => [r.id, JSON.stringify(r)]),
+    (current?.rules ?? []).map((r) => [r.id, ruleText(r)]),
   );
-  const after = new Map(next.rules.map((r) => [r.id, JSON.stringify(r)]));
+  const after = new Map(next.rules.map((r) => [r.id, ruleText(r)]));
   const added = [...after.keys()].filter((id) => !before.has(id));
   const removed = [...before.keys()].filter((id) => !after.has(id));
   const changed = [...after.keys()].filter((id) =>

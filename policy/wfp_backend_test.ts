@@ -292,6 +292,78 @@ simTest(
 );
 
 simTest(
+  "WfpBackend.apply() and readBack() enumerate each of the four layers once",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    const enumerations = (fn: () => unknown): number => {
+      // The nth next enumeration fails: count how many an operation makes.
+      for (let nth = 1; nth <= 16; nth++) {
+        ctx.hooks.injectFault("FwpmFilterCreateEnumHandle0", nth, 5);
+        try {
+          fn();
+          return nth - 1;
+        } catch (error) {
+          assert.ok(error instanceof EngineError);
+        } finally {
+          ctx.hooks.clearFaults();
+        }
+      }
+      return assert.fail("more than 16 enumerations");
+    };
+    assert.equal(enumerations(() => backend.readBack(A)), 4);
+    assert.equal(
+      enumerations(() => {
+        assert.equal(backend.apply(B, A).incremental, true);
+      }),
+      4,
+    );
+    assert.equal(backend.readBack(B).ok, true);
+    assert.equal(enumerations(() => backend.removeAll()), 4);
+    assert.deepEqual(ctx.hooks.dump().filters, []);
+  },
+);
+
+simTest(
+  "WfpBackend.apply() stays incremental beside a foreign filter in its sublayer",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    backend.apply(A, null);
+    const other = providerKey("5f8b7c1e-0000-4000-8000-00000000abce");
+    {
+      using engine = WfpEngine.open(ctx.library);
+      engine.transaction(() => {
+        engine.addProvider({ key: other, name: "other-product", flags: 1 });
+        engine.addFilter({
+          key: filterKey("5f8b7c1e-0000-4000-8000-0000000000f2"),
+          name: "their-filter",
+          flags: 1,
+          providerKey: other,
+          layerKey: WFP_LAYERS.FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+          subLayerKey: PALISADE_SUBLAYER_KEY,
+          weight: { type: "uint64", value: 1n },
+          conditions: [],
+          action: 0x1001,
+        });
+      });
+    }
+    const stats = backend.apply(B, A);
+    assert.equal(stats.incremental, true);
+    assert.deepEqual(backend.readBack(B), { ok: true });
+    assert.ok(
+      ctx.hooks.dump().filters.some((f) => f.name === "their-filter"),
+    );
+    assert.throws(
+      () => backend.removeAll(),
+      /foreign filter \d+ "their-filter"/,
+    );
+    assert.deepEqual(ctx.hooks.dump().filters.map((f) => f.name), [
+      "their-filter",
+    ]);
+  },
+);
+
+simTest(
   "WfpBackend refuses a provider GUID held by another product and never deletes it",
   (ctx) => {
     {

@@ -6,13 +6,7 @@
  *
  * @module
  */
-import {
-  Arena,
-  readMemory,
-  readStruct,
-  readWide,
-  StructView,
-} from "./memory.ts";
+import type { Arena, NativeMemory, StructView } from "./memory.ts";
 import { FWP_DATA_TYPE } from "./constants.ts";
 import {
   type ConditionKey,
@@ -161,10 +155,10 @@ function writeDisplay(
     .set("description", optionalWide(arena, description));
 }
 
-function readDisplay(view: StructView) {
+function readDisplay(memory: NativeMemory, view: StructView) {
   const display = view.sub("displayData");
-  const name = readWide(display.big("name")) ?? "";
-  const description = readWide(display.big("description"));
+  const name = memory.readWide(display.big("name")) ?? "";
+  const description = memory.readWide(display.big("description"));
   return description === undefined ? { name } : { name, description };
 }
 
@@ -173,9 +167,12 @@ function guidPointer(arena: Arena, key: string | undefined): bigint {
   return arena.bytes(arena.guid(key));
 }
 
-function readGuidPointer(address: bigint): string | undefined {
+function readGuidPointer(
+  memory: NativeMemory,
+  address: bigint,
+): string | undefined {
   if (address === 0n) return undefined;
-  return guidFromBytes(readMemory(address, 16));
+  return guidFromBytes(memory.read(address, 16));
 }
 
 function blob(arena: Arena, data: Uint8Array): bigint {
@@ -184,10 +181,10 @@ function blob(arena: Arena, data: Uint8Array): bigint {
   return view.address;
 }
 
-function readBlob(address: bigint): Uint8Array {
-  const view = readStruct("FWP_BYTE_BLOB", address);
+function readBlob(memory: NativeMemory, address: bigint): Uint8Array {
+  const view = memory.readStruct("FWP_BYTE_BLOB", address);
   const size = view.num("size");
-  return size === 0 ? new Uint8Array(0) : readMemory(view.big("data"), size);
+  return size === 0 ? new Uint8Array(0) : memory.read(view.big("data"), size);
 }
 
 /** Writes an `FWP_VALUE0` or `FWP_CONDITION_VALUE0` in place. */
@@ -250,7 +247,10 @@ function writeValue(
 }
 
 /** Reads an `FWP_VALUE0` or `FWP_CONDITION_VALUE0`. */
-function readValue(view: StructView): WfpConditionValue {
+function readValue(
+  memory: NativeMemory,
+  view: StructView,
+): WfpConditionValue {
   const type = view.num("type");
   switch (type) {
     case FWP_DATA_TYPE.FWP_EMPTY:
@@ -262,7 +262,7 @@ function readValue(view: StructView): WfpConditionValue {
     case FWP_DATA_TYPE.FWP_UINT32:
       return { type: "uint32", value: view.num("uint32") };
     case FWP_DATA_TYPE.FWP_UINT64: {
-      const cell = readMemory(view.big("uint64"), 8);
+      const cell = memory.read(view.big("uint64"), 8);
       return {
         type: "uint64",
         value: new DataView(cell.buffer).getBigUint64(0, true),
@@ -271,12 +271,18 @@ function readValue(view: StructView): WfpConditionValue {
     case FWP_DATA_TYPE.FWP_BYTE_ARRAY16_TYPE:
       return {
         type: "byteArray16",
-        value: readMemory(view.big("byteArray16"), 16),
+        value: memory.read(view.big("byteArray16"), 16),
       };
     case FWP_DATA_TYPE.FWP_BYTE_BLOB_TYPE:
-      return { type: "byteBlob", value: readBlob(view.big("byteBlob")) };
+      return {
+        type: "byteBlob",
+        value: readBlob(memory, view.big("byteBlob")),
+      };
     case FWP_DATA_TYPE.FWP_V4_ADDR_MASK: {
-      const mask = readStruct("FWP_V4_ADDR_AND_MASK", view.big("v4AddrMask"));
+      const mask = memory.readStruct(
+        "FWP_V4_ADDR_AND_MASK",
+        view.big("v4AddrMask"),
+      );
       return {
         type: "v4AddrMask",
         addr: mask.num("addr"),
@@ -284,7 +290,10 @@ function readValue(view: StructView): WfpConditionValue {
       };
     }
     case FWP_DATA_TYPE.FWP_V6_ADDR_MASK: {
-      const mask = readStruct("FWP_V6_ADDR_AND_MASK", view.big("v6AddrMask"));
+      const mask = memory.readStruct(
+        "FWP_V6_ADDR_AND_MASK",
+        view.big("v6AddrMask"),
+      );
       return {
         type: "v6AddrMask",
         addr: mask.getBytes("addr"),
@@ -292,11 +301,11 @@ function readValue(view: StructView): WfpConditionValue {
       };
     }
     case FWP_DATA_TYPE.FWP_RANGE_TYPE: {
-      const range = readStruct("FWP_RANGE0", view.big("rangeValue"));
+      const range = memory.readStruct("FWP_RANGE0", view.big("rangeValue"));
       return {
         type: "range",
-        low: readValue(range.sub("valueLow")) as WfpValue,
-        high: readValue(range.sub("valueHigh")) as WfpValue,
+        low: readValue(memory, range.sub("valueLow")) as WfpValue,
+        high: readValue(memory, range.sub("valueHigh")) as WfpValue,
       };
     }
     default:
@@ -311,9 +320,10 @@ function readValue(view: StructView): WfpConditionValue {
  *
  * @example
  * ```ts
- * import { Arena } from "./memory.ts";
+ * import { Arena, NativeMemory } from "./memory.ts";
  * import { encodeSession } from "./codec.ts";
- * using arena = new Arena();
+ * using memory = NativeMemory.open("libc.so.6");
+ * using arena = new Arena(memory);
  * const session = encodeSession(arena, {
  *   name: "palisade", flags: 0, txnWaitTimeoutMs: 5000,
  * });
@@ -345,14 +355,17 @@ export function encodeProvider(
 }
 
 /** Reads an `FWPM_PROVIDER0` from native memory. */
-export function decodeProvider(address: bigint): WfpProvider {
-  const view = readStruct("FWPM_PROVIDER0", address);
+export function decodeProvider(
+  memory: NativeMemory,
+  address: bigint,
+): WfpProvider {
+  const view = memory.readStruct("FWPM_PROVIDER0", address);
   const provider: WfpProvider = {
     key: view.guid("providerKey") as ProviderKey,
-    ...readDisplay(view),
+    ...readDisplay(memory, view),
     flags: view.num("flags"),
   };
-  const serviceName = readWide(view.big("serviceName"));
+  const serviceName = memory.readWide(view.big("serviceName"));
   if (serviceName !== undefined) provider.serviceName = serviceName;
   return provider;
 }
@@ -372,15 +385,18 @@ export function encodeSubLayer(
 }
 
 /** Reads an `FWPM_SUBLAYER0` from native memory. */
-export function decodeSubLayer(address: bigint): WfpSubLayer {
-  const view = readStruct("FWPM_SUBLAYER0", address);
+export function decodeSubLayer(
+  memory: NativeMemory,
+  address: bigint,
+): WfpSubLayer {
+  const view = memory.readStruct("FWPM_SUBLAYER0", address);
   const subLayer: WfpSubLayer = {
     key: view.guid("subLayerKey") as SubLayerKey,
-    ...readDisplay(view),
+    ...readDisplay(memory, view),
     flags: view.num("flags"),
     weight: view.num("weight"),
   };
-  const provider = readGuidPointer(view.big("providerKey"));
+  const provider = readGuidPointer(memory, view.big("providerKey"));
   if (provider !== undefined) subLayer.providerKey = provider as ProviderKey;
   return subLayer;
 }
@@ -391,7 +407,7 @@ export function decodeSubLayer(address: bigint): WfpSubLayer {
  *
  * @example
  * ```ts
- * import { Arena } from "./memory.ts";
+ * import { Arena, NativeMemory } from "./memory.ts";
  * import { decodeFilter, encodeFilter, type WfpFilter } from "./codec.ts";
  * import { filterKey, WFP_LAYERS, PALISADE_SUBLAYER_KEY } from "./guids.ts";
  * const filter: WfpFilter = {
@@ -401,8 +417,9 @@ export function decodeSubLayer(address: bigint): WfpSubLayer {
  *   subLayerKey: PALISADE_SUBLAYER_KEY,
  *   weight: { type: "uint64", value: 5n }, conditions: [], action: 0x1002,
  * };
- * using arena = new Arena();
- * const back = decodeFilter(encodeFilter(arena, filter).address);
+ * using memory = NativeMemory.open("libc.so.6");
+ * using arena = new Arena(memory);
+ * const back = decodeFilter(memory, encodeFilter(arena, filter).address);
  * console.assert(back.name === "web-in");
  * ```
  */
@@ -436,21 +453,27 @@ export function encodeFilter(arena: Arena, filter: WfpFilter): StructView {
 }
 
 /** Reads an `FWPM_FILTER0` (and its conditions) from native memory. */
-export function decodeFilter(address: bigint): WfpFilter {
-  const view = readStruct("FWPM_FILTER0", address);
+export function decodeFilter(
+  memory: NativeMemory,
+  address: bigint,
+): WfpFilter {
+  const view = memory.readStruct("FWPM_FILTER0", address);
   const filter: WfpFilter = {
     key: view.guid("filterKey") as FilterKey,
-    ...readDisplay(view),
+    ...readDisplay(memory, view),
     flags: view.num("flags"),
     layerKey: view.guid("layerKey") as LayerKey,
     subLayerKey: view.guid("subLayerKey") as SubLayerKey,
-    weight: readValue(view.sub("weight")) as WfpValue,
+    weight: readValue(memory, view.sub("weight")) as WfpValue,
     conditions: [],
     action: view.sub("action").num("type"),
     filterId: view.big("filterId") as FilterId,
-    effectiveWeight: readValue(view.sub("effectiveWeight")) as WfpValue,
+    effectiveWeight: readValue(
+      memory,
+      view.sub("effectiveWeight"),
+    ) as WfpValue,
   };
-  const provider = readGuidPointer(view.big("providerKey"));
+  const provider = readGuidPointer(memory, view.big("providerKey"));
   if (provider !== undefined) filter.providerKey = provider as ProviderKey;
 
   const count = view.num("numFilterConditions");
@@ -460,7 +483,7 @@ export function decodeFilter(address: bigint): WfpFilter {
     );
   }
   if (count > 0) {
-    const array = readStruct(
+    const array = memory.readStruct(
       "FWPM_FILTER_CONDITION0",
       view.big("filterCondition"),
       count,
@@ -470,7 +493,7 @@ export function decodeFilter(address: bigint): WfpFilter {
       filter.conditions.push({
         field: item.guid("fieldKey") as ConditionKey,
         match: item.num("matchType"),
-        value: readValue(item.sub("conditionValue")),
+        value: readValue(memory, item.sub("conditionValue")),
       });
     }
   }
@@ -492,6 +515,9 @@ export function encodeFilterTemplate(
 }
 
 /** Reads an `FWP_BYTE_BLOB` (e.g. an application ID) from memory. */
-export function decodeByteBlob(address: bigint): Uint8Array {
-  return readBlob(address);
+export function decodeByteBlob(
+  memory: NativeMemory,
+  address: bigint,
+): Uint8Array {
+  return readBlob(memory, address);
 }

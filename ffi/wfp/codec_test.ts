@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Arena } from "./memory.ts";
+import { Arena, NativeMemory } from "./memory.ts";
 import {
   decodeFilter,
   decodeProvider,
@@ -19,6 +19,9 @@ import {
   WFP_LAYERS,
 } from "./guids.ts";
 import { fieldOf, layoutProblems, WFP_LAYOUTS } from "./layout.ts";
+
+/** Where the tests bind `memcpy` from (any library that reaches it). */
+const C_LIBRARY = Deno.build.os === "windows" ? "ntdll.dll" : "libc.so.6";
 
 const FILTER: WfpFilter = {
   key: filterKey("0b4b0f4e-54a8-4f1c-8d1a-7e0e2b8f3c11"),
@@ -92,9 +95,10 @@ const FILTER: WfpFilter = {
 };
 
 Deno.test("encodeFilter() and decodeFilter() round-trip every value type", () => {
-  using arena = new Arena();
+  using memory = NativeMemory.open(C_LIBRARY);
+  using arena = new Arena(memory);
   const view = encodeFilter(arena, FILTER);
-  const back = decodeFilter(view.address);
+  const back = decodeFilter(memory, view.address);
   const { filterId, effectiveWeight, ...rest } = back;
   assert.deepEqual(rest, FILTER);
   assert.equal(filterId, 0n);
@@ -102,7 +106,8 @@ Deno.test("encodeFilter() and decodeFilter() round-trip every value type", () =>
 });
 
 Deno.test("encodeFilter() writes fields at the table's offsets", () => {
-  using arena = new Arena();
+  using memory = NativeMemory.open(C_LIBRARY);
+  using arena = new Arena(memory);
   const view = encodeFilter(arena, FILTER);
   const data = new DataView(view.bytes.buffer, view.bytes.byteOffset);
   const at = (name: string) =>
@@ -117,7 +122,8 @@ Deno.test("encodeFilter() writes fields at the table's offsets", () => {
 });
 
 Deno.test("encodeProvider() and decodeProvider() round-trip", () => {
-  using arena = new Arena();
+  using memory = NativeMemory.open(C_LIBRARY);
+  using arena = new Arena(memory);
   const provider = {
     key: PALISADE_PROVIDER_KEY,
     name: "palisade",
@@ -126,13 +132,14 @@ Deno.test("encodeProvider() and decodeProvider() round-trip", () => {
     serviceName: "palisade",
   };
   assert.deepEqual(
-    decodeProvider(encodeProvider(arena, provider).address),
+    decodeProvider(memory, encodeProvider(arena, provider).address),
     provider,
   );
 });
 
 Deno.test("encodeSubLayer() and decodeSubLayer() round-trip", () => {
-  using arena = new Arena();
+  using memory = NativeMemory.open(C_LIBRARY);
+  using arena = new Arena(memory);
   const subLayer = {
     key: PALISADE_SUBLAYER_KEY,
     name: "palisade",
@@ -141,13 +148,14 @@ Deno.test("encodeSubLayer() and decodeSubLayer() round-trip", () => {
     weight: 0x8000,
   };
   assert.deepEqual(
-    decodeSubLayer(encodeSubLayer(arena, subLayer).address),
+    decodeSubLayer(memory, encodeSubLayer(arena, subLayer).address),
     subLayer,
   );
 });
 
 Deno.test("encodeSession() and encodeFilterTemplate() fill the fields WFP reads", () => {
-  using arena = new Arena();
+  using memory = NativeMemory.open(C_LIBRARY);
+  using arena = new Arena(memory);
   const session = encodeSession(arena, {
     name: "palisade",
     flags: 1,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Arena, pointerAt } from "./memory.ts";
+import { Arena, memoryLibraryFor, NativeMemory } from "./memory.ts";
 import {
   decodeByteBlob,
   decodeFilter,
@@ -49,30 +49,50 @@ export function defaultWfpLibraryPath(): string {
   return DEFAULT_WFP_LIBRARY;
 }
 
+/** Options of {@linkcode WfpLibrary.open}. */
+export interface WfpLibraryOptions {
+  /**
+   * Where to bind `memcpy` from; default
+   * {@linkcode memoryLibraryFor}`(path)`: the engine library itself, or
+   * `ntdll.dll` on Windows.
+   */
+  memoryLibrary?: string;
+}
+
 /**
  * The loaded WFP user-mode library (`fwpuclnt.dll` or a stand-in with
- * the same exports). Close it after every engine opened on it.
+ * the same exports) and the memory functions its structs are read
+ * with. Close it after every engine opened on it.
+ *
+ * The binding uses no Deno pointer API, so `--allow-ffi` granted for
+ * these two paths suffices (on Linux they are one path).
  */
 export class WfpLibrary implements Disposable {
   /** Path the library was loaded from. */
   readonly path: string;
   #library: Deno.DynamicLibrary<typeof WFP_SYMBOLS> | null;
+  #memory: NativeMemory;
 
   private constructor(
     path: string,
     library: Deno.DynamicLibrary<typeof WFP_SYMBOLS>,
+    memory: NativeMemory,
   ) {
     this.path = path;
     this.#library = library;
+    this.#memory = memory;
   }
 
   /**
-   * Loads the library.
+   * Loads the library and binds the memory functions.
    *
    * @param path `fwpuclnt.dll` by default; tests pass the simulator
    * @throws {Error} the library cannot be loaded or lacks a symbol
    */
-  static open(path: string = defaultWfpLibraryPath()): WfpLibrary {
+  static open(
+    path: string = defaultWfpLibraryPath(),
+    options: WfpLibraryOptions = {},
+  ): WfpLibrary {
     let library;
     try {
       library = Deno.dlopen(path, WFP_SYMBOLS);
@@ -82,7 +102,23 @@ export class WfpLibrary implements Disposable {
         { cause: error },
       );
     }
-    return new WfpLibrary(path, library);
+    try {
+      const memory = NativeMemory.open(
+        options.memoryLibrary ?? memoryLibraryFor(path),
+      );
+      return new WfpLibrary(path, library, memory);
+    } catch (error) {
+      library.close();
+      throw new Error(
+        `Cannot load WFP library "${path}": ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** The memory functions structs are read and laid out with. */
+  get memory(): NativeMemory {
+    return this.#memory;
   }
 
   /** The native functions. @throws {TypeError} the library is closed */
@@ -107,7 +143,7 @@ export class WfpLibrary implements Disposable {
    * @throws {WfpError} the file cannot be resolved
    */
   appIdFromFileName(fileName: string): Uint8Array {
-    using arena = new Arena();
+    using arena = new Arena(this.memory);
     const out = arena.alloc(8);
     const status = this.symbols.FwpmGetAppIdFromFileName0(
       arena.wideBuffer(fileName),
@@ -121,7 +157,7 @@ export class WfpLibrary implements Disposable {
     );
     const address = readAddress(out);
     try {
-      return decodeByteBlob(address);
+      return decodeByteBlob(this.memory, address);
     } finally {
       this.free(address);
     }
@@ -134,11 +170,12 @@ export class WfpLibrary implements Disposable {
     this.symbols.FwpmFreeMemory0(new Uint8Array(cell.buffer));
   }
 
-  /** Unloads the library; safe to call twice. */
+  /** Unloads the library and the memory functions; safe to call twice. */
   close(): void {
     const library = this.#library;
     this.#library = null;
     library?.close();
+    this.#memory.close();
   }
 
   /** Same as {@linkcode WfpLibrary.close}. */
@@ -213,7 +250,7 @@ export class WfpEngine implements Disposable {
    * @throws {WfpError} the engine refused (e.g. ERROR_ACCESS_DENIED)
    */
   static open(library: WfpLibrary, options: WfpEngineOptions = {}): WfpEngine {
-    using arena = new Arena();
+    using arena = new Arena(library.memory);
     const session = encodeSession(arena, {
       name: options.sessionName ?? "palisade",
       flags: options.dynamic ? FWPM_FLAGS.FWPM_SESSION_FLAG_DYNAMIC : 0,
@@ -228,7 +265,7 @@ export class WfpEngine implements Disposable {
       out,
     );
     checkWfp(status, "FwpmEngineOpen0", "open WFP engine");
-    const handle = pointerAt(readAddress(out));
+    const handle = library.memory.pointerAt(readAddress(out));
     if (handle === null) {
       throw new TypeError(
         "Cannot open WFP engine: FwpmEngineOpen0 succeeded with a null handle",
@@ -333,7 +370,7 @@ export class WfpEngine implements Disposable {
   addProvider(provider: WfpProvider): void {
     const object = `provider "${provider.name}" (key ${provider.key})`;
     refuseZero(provider.key, "add WFP", object);
-    using arena = new Arena();
+    using arena = new Arena(this.library.memory);
     const view = encodeProvider(arena, provider);
     const status = this.#fn.FwpmProviderAdd0(this.#h, view.bytes, null);
     checkWfp(status, "FwpmProviderAdd0", "add WFP", object);
@@ -359,7 +396,7 @@ export class WfpEngine implements Disposable {
   addSubLayer(subLayer: WfpSubLayer): void {
     const object = `sublayer "${subLayer.name}" (key ${subLayer.key})`;
     refuseZero(subLayer.key, "add WFP", object);
-    using arena = new Arena();
+    using arena = new Arena(this.library.memory);
     const view = encodeSubLayer(arena, subLayer);
     const status = this.#fn.FwpmSubLayerAdd0(this.#h, view.bytes, null);
     checkWfp(status, "FwpmSubLayerAdd0", "add WFP", object);
@@ -392,7 +429,7 @@ export class WfpEngine implements Disposable {
     refuseZero(filter.key, "add WFP", object);
     refuseZero(filter.layerKey, "add WFP", `${object} at layer`);
     refuseZero(filter.subLayerKey, "add WFP", `${object} in sublayer`);
-    using arena = new Arena();
+    using arena = new Arena(this.library.memory);
     const view = encodeFilter(arena, filter);
     const id = arena.alloc(8);
     const status = this.#fn.FwpmFilterAdd0(this.#h, view.bytes, null, id);
@@ -426,7 +463,7 @@ export class WfpEngine implements Disposable {
   openFilterEnum(template: WfpFilterTemplate): WfpFilterEnum {
     const object = `filters at layer ${layerName(template.layerKey)}`;
     refuseZero(template.layerKey, "enumerate WFP", object);
-    using arena = new Arena();
+    using arena = new Arena(this.library.memory);
     const view = encodeFilterTemplate(arena, template);
     const out = arena.alloc(8);
     const status = this.#fn.FwpmFilterCreateEnumHandle0(
@@ -435,7 +472,7 @@ export class WfpEngine implements Disposable {
       out,
     );
     checkWfp(status, "FwpmFilterCreateEnumHandle0", "enumerate WFP", object);
-    const handle = pointerAt(readAddress(out));
+    const handle = this.library.memory.pointerAt(readAddress(out));
     if (handle === null) {
       throw new TypeError(
         `Cannot enumerate WFP ${object}: the engine returned a null handle`,
@@ -466,18 +503,18 @@ export class WfpEngine implements Disposable {
       | "FwpmProviderGetByKey0"
       | "FwpmSubLayerGetByKey0"
       | "FwpmFilterGetByKey0",
-    decode: (address: bigint) => T,
+    decode: (memory: NativeMemory, address: bigint) => T,
   ): T | null {
     const object = `${kind} ${key}`;
     refuseZero(key, "read WFP", object);
-    using arena = new Arena();
+    using arena = new Arena(this.library.memory);
     const out = arena.alloc(8);
     const status = this.#fn[call](this.#h, arena.guid(key), out);
     if ((status >>> 0) === notFound) return null;
     checkWfp(status, call, "read WFP", object);
     const address = readAddress(out);
     try {
-      return decode(address);
+      return decode(this.library.memory, address);
     } finally {
       this.library.free(address);
     }
@@ -493,7 +530,7 @@ export class WfpEngine implements Disposable {
   ): void {
     const object = `${kind} ${key}`;
     refuseZero(key, "delete WFP", object);
-    using arena = new Arena();
+    using arena = new Arena(this.library.memory);
     const status = this.#fn[call](this.#h, arena.guid(key));
     checkWfp(status, call, "delete WFP", object);
   }
@@ -572,10 +609,10 @@ export class WfpFilterEnum implements Disposable {
       }
       if (count[0] === 0) return [];
       const pointers = new BigUint64Array(count[0]);
-      new Deno.UnsafePointerView(pointerAt(array)!).copyInto(
-        new Uint8Array(pointers.buffer),
+      library.memory.readInto(array, new Uint8Array(pointers.buffer));
+      return [...pointers].map((address) =>
+        decodeFilter(library.memory, address)
       );
-      return [...pointers].map((address) => decodeFilter(address));
     } finally {
       library.free(array);
     }

@@ -205,3 +205,50 @@ export type WfpSymbols = Deno.DynamicLibrary<typeof WFP_SYMBOLS>["symbols"];
 
 /** Where the binding looks for the WFP user-mode library by default. */
 export const DEFAULT_WFP_LIBRARY = "fwpuclnt.dll";
+
+/**
+ * Native memory access without Deno's pointer APIs, which need an
+ * unrestricted `--allow-ffi`: the C library's `memcpy`, bound three
+ * times under different names. With a length of 0 it copies nothing and
+ * returns its destination, which turns it into an identity function
+ * (buffer to address, address to pointer). On Linux it is resolved
+ * through the engine library's own handle (the dynamic linker searches
+ * the library's dependencies); on Windows from `ntdll.dll`.
+ */
+export const MEMORY_SYMBOLS = {
+  MemoryAddressOf: {
+    name: "memcpy",
+    parameters: [
+      "buffer", // void *dst (the buffer whose address is wanted)
+      "buffer", // const void *src (the same buffer)
+      "usize", // size_t n (always 0)
+    ],
+    result: "usize", // void *dst, as an integer
+  },
+  MemoryRead: {
+    name: "memcpy",
+    parameters: [
+      "buffer", // void *dst (receives the bytes)
+      "usize", // const void *src (a native address)
+      "usize", // size_t n
+    ],
+    result: "usize", // void *dst, as an integer (unused)
+  },
+  MemoryPointerAt: {
+    name: "memcpy",
+    parameters: [
+      "usize", // void *dst (the address wanted as a pointer)
+      "usize", // const void *src (the same address)
+      "usize", // size_t n (always 0)
+    ],
+    result: "pointer", // void *dst, as an opaque pointer (NULL for 0)
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded memory functions. */
+export type MemorySymbols = Deno.DynamicLibrary<
+  typeof MEMORY_SYMBOLS
+>["symbols"];
+
+/** The library that exports `memcpy` on Windows. */
+export const WINDOWS_MEMORY_LIBRARY = "ntdll.dll";
