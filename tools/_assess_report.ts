@@ -61,6 +61,7 @@ export const FAILURE_MODES: FailureMode[] = [
       { file: `${R}/crash_sim_test.ts`, match: /^crash at / },
       { file: `${R}/crash_nft_test.ts`, match: /^crash at / },
       { file: `${R}/crash_serve_test.ts`, match: /^palisade serve / },
+      { file: `${R}/crash_serve_wfp_test.ts`, match: /^palisade serve / },
       { file: "service/_crash_hook_test.ts", match: /./ },
     ],
   },
@@ -229,6 +230,7 @@ export const SECTIONS: Section[] = [
         evidence: [
           { file: `${R}/crash_sim_test.ts`, match: /on window expiry/ },
           { file: `${R}/crash_nft_test.ts`, match: /on window expiry/ },
+          { file: `${R}/crash_serve_wfp_test.ts`, match: /on expiry/ },
         ],
       },
       {
@@ -237,6 +239,7 @@ export const SECTIONS: Section[] = [
           { file: `${R}/crash_sim_test.ts`, match: /signed rollback/ },
           { file: `${R}/crash_nft_test.ts`, match: /signed rollback/ },
           { file: `${R}/crash_serve_test.ts`, match: /revert\./ },
+          { file: `${R}/crash_serve_wfp_test.ts`, match: /on rollback/ },
         ],
       },
       {
@@ -247,6 +250,7 @@ export const SECTIONS: Section[] = [
           { file: `${R}/crash_sim_test.ts`, match: /push\.|start\./ },
           { file: `${R}/crash_nft_test.ts`, match: /push\.|start\./ },
           { file: `${R}/crash_serve_test.ts`, match: /push\.|start\./ },
+          { file: `${R}/crash_serve_wfp_test.ts`, match: /push\.|start\./ },
         ],
       },
       {
@@ -256,6 +260,7 @@ export const SECTIONS: Section[] = [
         evidence: [
           { file: `${R}/crash_sim_test.ts`, match: /in full/ },
           { file: `${R}/crash_nft_test.ts`, match: /in full/ },
+          { file: `${R}/crash_serve_wfp_test.ts`, match: /in full/ },
         ],
       },
       {

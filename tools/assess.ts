@@ -41,6 +41,7 @@ export const MATRIX: { file: string; netns: boolean }[] = [
   { file: "tests/reliability/crash_sim_test.ts", netns: false },
   { file: "tests/reliability/crash_nft_test.ts", netns: true },
   { file: "tests/reliability/crash_serve_test.ts", netns: true },
+  { file: "tests/reliability/crash_serve_wfp_test.ts", netns: false },
   { file: "tests/reliability/faults_sim_test.ts", netns: false },
   { file: "tests/reliability/faults_nft_test.ts", netns: true },
   { file: "tests/reliability/fuzz_test.ts", netns: false },
