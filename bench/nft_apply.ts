@@ -1,7 +1,9 @@
 /**
  * Times the nftables backend in a fresh network namespace: full applies
- * of 1,000 and 50,000 addresses, and a one-rule change in a
- * 10,000-rule policy written incrementally and as a full batch.
+ * of 1,000 and 50,000 addresses and of 10,000 rules, and one-rule edits
+ * of a 10,000-rule policy (a content change, a rule added at the end,
+ * one removed, one inserted in the middle), each written incrementally
+ * and as a full batch.
  *
  * Run as root: `deno run -A bench/nft_apply.ts` (it re-runs itself
  * inside a namespace it creates and deletes; the host's ruleset is never
@@ -19,6 +21,7 @@ import {
 } from "../tests/_netns.ts";
 
 const RUNS = 5;
+const RUNS_10K = 5;
 
 function rule(id: string, fields: Partial<NormalRule>): NormalRule {
   return {
@@ -44,17 +47,23 @@ function addresses(count: number, salt = 0): string[] {
   return out;
 }
 
-/** `count` rules of `perRule` addresses each (2+: a named set each). */
-function bigRules(count: number, perRule = 1): NormalPolicy {
+/**
+ * `count` rules like the suite's `rulesPolicyValue`: one /24 each (an
+ * inline match), alternating direction, TCP port 443.
+ */
+function bigRules(count: number): NormalPolicy {
   const rules: NormalRule[] = [];
-  for (let i = 0; i < count; i++) {
-    rules.push(rule(`r${i}`, {
-      protocol: "tcp",
-      remote: addresses(perRule, i * 4 * perRule + 1),
-      localPorts: [{ first: 1 + (i % 65000), last: 1 + (i % 65000) }],
-    }));
-  }
+  for (let i = 0; i < count; i++) rules.push(bigRule(`rule-${i}`, i));
   return { name: `rules-${count}`, rules };
+}
+
+function bigRule(id: string, i: number): NormalRule {
+  return rule(id, {
+    direction: i % 2 ? "in" : "out",
+    protocol: "tcp",
+    remote: [`10.${(i >> 8) & 255}.${i & 255}.0/24`],
+    remotePorts: [{ first: 443, last: 443 }],
+  });
 }
 
 function median(values: number[]): number {
@@ -89,43 +98,69 @@ function measure(): Record<string, number> {
     if (!check.ok) throw new Error(check.detail);
   }
 
-  for (const [count, perRule, runs] of [[10_000, 1, RUNS], [1_000, 2, 3]]) {
-    const label = `${count} rules of ${perRule} address(es)`;
-    const base = bigRules(count, perRule);
-    // A port change rewrites the rule; an address change in a set only
-    // touches elements.
-    const ports = structuredClone(base);
-    ports.rules[count / 2].localPorts = [{ first: 4242, last: 4242 }];
-    const changes: [string, NormalPolicy][] = [["port", ports]];
-    if (perRule > 1) {
-      const address = structuredClone(base);
-      address.rules[count / 2].remote = addresses(perRule, 3);
-      changes.push(["address", address]);
-    }
-    backend.removeAll();
-    results[`full apply, ${label}`] = median([
-      time(() => backend.apply(base, null)),
-    ]);
-    for (const [kind, changed] of changes) {
-      const incremental: number[] = [];
-      const full: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        backend.apply(base, null);
-        incremental.push(time(() => {
-          const stats = backend.apply(changed, base);
-          if (!stats.incremental) throw new Error("expected incremental");
-        }));
-        backend.apply(base, null);
-        full.push(time(() => backend.apply(changed, null)));
+  const count = 10_000;
+  const base = bigRules(count);
+  const middle = count / 2;
+  const edits: [string, NormalPolicy][] = [
+    ["one-rule content change", {
+      ...base,
+      rules: base.rules.map((r, i) =>
+        i === middle ? { ...r, remotePorts: [{ first: 8443, last: 8443 }] } : r
+      ),
+    }],
+    ["one rule added at the end", {
+      ...base,
+      rules: [...base.rules, bigRule("added", count)],
+    }],
+    ["one rule removed", {
+      ...base,
+      rules: base.rules.filter((_, i) => i !== middle),
+    }],
+    ["one rule inserted in the middle", {
+      ...base,
+      rules: [
+        ...base.rules.slice(0, middle),
+        bigRule("inserted", count + 1),
+        ...base.rules.slice(middle),
+      ],
+    }],
+  ];
+  backend.removeAll();
+  const fullRuns = [time(() => backend.apply(base, null))];
+  for (const [label, edited] of edits) {
+    const incremental: number[] = [];
+    const full: number[] = [];
+    let small = true;
+    for (let i = 0; i < RUNS_10K; i++) {
+      backend.apply(base, null);
+      incremental.push(time(() => {
+        small &&= backend.apply(edited, base).incremental;
+      }));
+      if (i === 0) {
+        const check = backend.readBack(edited);
+        if (!check.ok) throw new Error(check.detail);
       }
-      const what = `one-rule ${kind} change, ${label}`;
-      results[`${what}, incremental`] = median(incremental);
-      results[`${what}, full batch`] = median(full);
+      backend.apply(base, null);
+      full.push(time(() => backend.apply(edited, null)));
+      fullRuns.push(full[full.length - 1]);
     }
-    results[`readBack, ${label}`] = median([
-      time(() => backend.readBack(ports)),
-    ]);
+    const what = `${label}, ${count} rules`;
+    results[`${what}, incremental${small ? "" : " (fell back to full)"}`] =
+      median(incremental);
+    results[`${what}, full batch`] = median(full);
+    results[`${what}, ratio full/incremental`] =
+      Math.round(median(full) / median(incremental) * 10) / 10;
   }
+  results[`full apply, ${count} rules`] = median(fullRuns);
+  results[`readBack, ${count} rules`] = median([
+    time(() => backend.readBack(base)),
+  ]);
+  results[`counters, ${count} rules`] = median([
+    time(() => backend.counters()),
+  ]);
+  results[`removeAll, ${count} rules`] = median([
+    time(() => backend.removeAll()),
+  ]);
   backend.removeAll();
   return results;
 }

@@ -38,6 +38,19 @@ export const NFT_CHAINS = { in: "input", out: "output" } as const;
 /** A base chain name. */
 export type ChainName = (typeof NFT_CHAINS)[keyof typeof NFT_CHAINS];
 
+/**
+ * The marker set: one `mark` element, a random value rewritten by every
+ * batch Palisade commits, so that a later apply can tell cheaply
+ * whether anything else committed to the table since (rule set names
+ * always hold a dot, so they cannot collide with it).
+ */
+export const NFT_MARKER_SET = "state";
+
+/** The regular chain holding a rule's nft rules: `r-<id>`. */
+export function ruleChainName(id: string): string {
+  return `r-${id}`;
+}
+
 /** A named interval set of one family, elements as merged ranges. */
 export interface CompiledSet {
   name: string;
@@ -48,23 +61,33 @@ export interface CompiledSet {
 /** One nft rule: a policy rule becomes one per address family. */
 export interface CompiledRule {
   id: string;
-  chain: ChainName;
+  /** The rule's own regular chain, {@linkcode ruleChainName}. */
+  chain: string;
   /** Match expressions and verdict, counter as `{ counter: null }`. */
   expr: unknown[];
   /** The sets this rule references. */
   sets: CompiledSet[];
 }
 
-/** A policy rule compiled: its nft rules, in order. */
+/**
+ * A policy rule compiled: a `jump` in base chain `chain` to its own
+ * regular chain, which holds its nft rules in order.
+ */
 export interface CompiledUnit {
   id: string;
+  /** The base chain holding the jump. */
   chain: ChainName;
+  /** The rule's own chain, {@linkcode ruleChainName}. */
+  ruleChain: string;
   rules: CompiledRule[];
 }
 
 /** What a whole table holds, comparable with a live listing. */
 export interface TableModel {
+  /** Base chains: one jump per policy rule, in policy order. */
   chains: Record<ChainName, { rules: ModelRule[] }>;
+  /** Per-rule chains by name, with their rules. */
+  ruleChains: Map<string, { rules: ModelRule[] }>;
   sets: Map<string, CompiledSet>;
 }
 
@@ -149,10 +172,11 @@ export function compileRule(rule: NormalRule): CompiledUnit {
     );
   }
   const chain = NFT_CHAINS[rule.direction];
+  const ruleChain = ruleChainName(rule.id);
   const rules = families.map((family) =>
-    familyRule(rule, chain, family, remote, local)
+    familyRule(rule, ruleChain, family, remote, local)
   );
-  return { id: rule.id, chain, rules };
+  return { id: rule.id, chain, ruleChain, rules };
 }
 
 type Ranges = Record<AddressFamily, AddressRange[]>;
@@ -192,7 +216,7 @@ export function setName(
 
 function familyRule(
   rule: NormalRule,
-  chain: ChainName,
+  chain: string,
   family: AddressFamily | null,
   remote: Ranges,
   local: Ranges,
@@ -319,6 +343,58 @@ export function setObject(set: CompiledSet): Record<string, unknown> {
   return object;
 }
 
+/** The `add rule` object of a unit's jump in its base chain. */
+export function jumpObject(unit: CompiledUnit): Record<string, unknown> {
+  return {
+    family: NFT_FAMILY,
+    table: NFT_TABLE,
+    chain: unit.chain,
+    comment: unit.id,
+    expr: jumpExpr(unit),
+  };
+}
+
+function jumpExpr(unit: CompiledUnit): unknown[] {
+  return [{ jump: { target: unit.ruleChain } }];
+}
+
+/** The `add chain` object of a unit's own regular chain. */
+export function ruleChainObject(unit: CompiledUnit): Record<string, unknown> {
+  return { family: NFT_FAMILY, table: NFT_TABLE, name: unit.ruleChain };
+}
+
+/** The `add set` object of the marker set holding `value`. */
+export function markerObject(value: number): Record<string, unknown> {
+  return {
+    family: NFT_FAMILY,
+    table: NFT_TABLE,
+    name: NFT_MARKER_SET,
+    type: "mark",
+    elem: [value],
+  };
+}
+
+/**
+ * How many kernel handles libnftables makes the kernel allocate for
+ * one `add`/`insert rule` of `expr`: the rule, plus one anonymous set
+ * per inline set (`{ set: [...] }`) it declares before the rule.
+ */
+export function ruleAllocations(expr: unknown[]): number {
+  let count = 1;
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) {
+      value.forEach(visit);
+    } else if (value !== null && typeof value === "object") {
+      for (const [key, inner] of Object.entries(value)) {
+        if (key === "set" && Array.isArray(inner)) count += 1;
+        else visit(inner);
+      }
+    }
+  };
+  visit(expr);
+  return count;
+}
+
 /** The `add rule` object of a compiled rule (no position). */
 export function ruleObject(rule: CompiledRule): Record<string, unknown> {
   return {
@@ -347,17 +423,21 @@ export function chainObject(chain: ChainName): Record<string, unknown> {
 export function modelOf(units: CompiledUnit[]): TableModel {
   const model: TableModel = {
     chains: { input: { rules: [] }, output: { rules: [] } },
+    ruleChains: new Map(),
     sets: new Map(),
   };
+  const entry = (id: string, expr: unknown[]): ModelRule => ({
+    id,
+    expr,
+    handle: 0,
+    packets: 0n,
+    bytes: 0n,
+  });
   for (const unit of units) {
+    model.chains[unit.chain].rules.push(entry(unit.id, jumpExpr(unit)));
+    const rules = unit.rules.map((rule) => entry(rule.id, rule.expr));
+    model.ruleChains.set(unit.ruleChain, { rules });
     for (const rule of unit.rules) {
-      model.chains[rule.chain].rules.push({
-        id: rule.id,
-        expr: rule.expr,
-        handle: 0,
-        packets: 0n,
-        bytes: 0n,
-      });
       for (const set of rule.sets) model.sets.set(set.name, set);
     }
   }
@@ -372,6 +452,8 @@ export interface LiveTable extends TableModel {
   setHandles: Map<string, number>;
   /** Set declarations that are not Palisade interval sets. */
   oddSets: string[];
+  /** The marker set's element and handle, when it exists. */
+  marker: { value: number | null; handle: number } | null;
 }
 
 /**
@@ -388,14 +470,26 @@ export function readListing(listing: unknown): LiveTable {
   }
   const live: LiveTable = {
     chains: { input: { rules: [] }, output: { rules: [] } },
+    ruleChains: new Map(),
     sets: new Map(),
     chainDecl: new Map(),
     setHandles: new Map(),
     oddSets: [],
+    marker: null,
+  };
+  const ruleChain = (name: string) => {
+    let chain = live.ruleChains.get(name);
+    if (chain === undefined) {
+      chain = { rules: [] };
+      live.ruleChains.set(name, chain);
+    }
+    return chain;
   };
   for (const item of items as Record<string, Record<string, unknown>>[]) {
     if (item.chain && item.chain.table === NFT_TABLE) {
-      live.chainDecl.set(String(item.chain.name), item.chain);
+      const name = String(item.chain.name);
+      live.chainDecl.set(name, item.chain);
+      if (name !== "input" && name !== "output") ruleChain(name);
     } else if (item.set && item.set.table === NFT_TABLE) {
       readSet(item.set, live);
     } else if (item.rule && item.rule.table === NFT_TABLE) {
@@ -405,7 +499,7 @@ export function readListing(listing: unknown): LiveTable {
       if (chain === "input" || chain === "output") {
         live.chains[chain].rules.push(entry);
       } else {
-        live.chainDecl.set(chain, live.chainDecl.get(chain) ?? {});
+        ruleChain(chain).rules.push(entry);
       }
     }
   }
@@ -436,6 +530,10 @@ function readRule(rule: Record<string, unknown>): ModelRule {
 function readSet(set: Record<string, unknown>, live: LiveTable): void {
   const name = String(set.name);
   live.setHandles.set(name, Number(set.handle ?? 0));
+  if (name === NFT_MARKER_SET && set.type === "mark") {
+    live.marker = readMarker(set);
+    return;
+  }
   const family = set.type === "ipv4_addr"
     ? 4
     : set.type === "ipv6_addr"
@@ -456,6 +554,17 @@ function readSet(set: Record<string, unknown>, live: LiveTable): void {
     ranges.push(range);
   }
   live.sets.set(name, { name, family, ranges: mergeRanges(ranges) });
+}
+
+/** The marker set's value and handle from its listing. */
+export function readMarker(
+  set: Record<string, unknown>,
+): { value: number | null; handle: number } {
+  const elem = Array.isArray(set.elem) ? set.elem : [];
+  const value = elem.length === 1 && typeof elem[0] === "number"
+    ? elem[0]
+    : null;
+  return { value, handle: Number(set.handle ?? 0) };
 }
 
 function readElement(element: unknown): AddressRange | null {
@@ -509,15 +618,25 @@ export function firstDifference(
       }
     }
   }
-  for (const name of live.chainDecl.keys()) {
-    if (name !== "input" && name !== "output") {
-      return `unexpected chain ${name}`;
-    }
+  for (const name of live.ruleChains.keys()) {
+    if (!expected.ruleChains.has(name)) return `unexpected chain ${name}`;
+  }
+  for (const name of expected.ruleChains.keys()) {
+    if (!live.ruleChains.has(name)) return `chain ${name} is missing`;
   }
 
+  const chains: [string, ModelRule[], ModelRule[]][] = [];
   for (const chain of ["input", "output"] as const) {
-    const have = live.chains[chain].rules;
-    const want = expected.chains[chain].rules;
+    chains.push([
+      chain,
+      live.chains[chain].rules,
+      expected.chains[chain].rules,
+    ]);
+  }
+  for (const [name, want] of expected.ruleChains) {
+    chains.push([name, live.ruleChains.get(name)!.rules, want.rules]);
+  }
+  for (const [chain, have, want] of chains) {
     const count = Math.max(have.length, want.length);
     for (let i = 0; i < count; i++) {
       const h = have[i];

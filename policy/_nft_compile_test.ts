@@ -7,12 +7,17 @@ import {
   compileRule,
   elementOf,
   firstDifference,
+  jumpObject,
+  markerObject,
   modelOf,
   readListing,
+  ruleAllocations,
+  ruleChainObject,
   ruleObject,
   setObject,
 } from "./_nft_compile.ts";
-import { planIncremental } from "./_nft_incremental.ts";
+import { diffPolicies } from "./diff.ts";
+import { diffRules, planFull, planIncremental } from "./_nft_incremental.ts";
 
 function rule(id: string, fields: Partial<NormalRule>): NormalRule {
   return {
@@ -47,6 +52,13 @@ function listing(units: ReturnType<typeof compilePolicy>, handle = 10) {
         policy: "accept",
       },
     });
+  }
+  items.push({ set: { ...markerObject(7), handle: handle++ } });
+  for (const unit of units) {
+    items.push({ chain: { ...ruleChainObject(unit), handle: handle++ } });
+  }
+  for (const unit of units) {
+    items.push({ rule: { ...jumpObject(unit), handle: handle++ } });
   }
   for (const unit of units) {
     for (const r of unit.rules) {
@@ -228,7 +240,9 @@ Deno.test("readListing() and firstDifference() accept what compiles and name the
   const units = compilePolicy(policy);
   const live = readListing(listing(units));
   assert.equal(firstDifference(live, modelOf(units)), null);
-  assert.equal(live.chains.input.rules[0].packets, 3n);
+  assert.deepEqual(live.chains.input.rules.map((r) => r.id), ["a", "b"]);
+  assert.equal(live.ruleChains.get("r-a")?.rules[0].packets, 3n);
+  assert.equal(live.marker?.value, 7);
 
   const other = compilePolicy({
     ...policy,
@@ -244,7 +258,15 @@ Deno.test("readListing() and firstDifference() accept what compiles and name the
   });
   assert.match(
     firstDifference(live, modelOf(fewer))!,
-    /^chain input has rule "a" at position 2, expected b$/,
+    /^chain r-a has an extra rule "a" at position 2$/,
+  );
+  const renamed = compilePolicy({
+    ...policy,
+    rules: [policy.rules[0], { ...policy.rules[1], id: "c" }],
+  });
+  assert.match(
+    firstDifference(live, modelOf(renamed))!,
+    /^unexpected chain r-b$/,
   );
 });
 
@@ -273,60 +295,155 @@ Deno.test("readListing() reads set elements however they are printed, as merged 
   );
 });
 
-Deno.test("planIncremental() deletes by handle, updates elements in place and inserts before the next kept rule", () => {
-  const a = rule("a", { remote: ["192.0.2.1", "192.0.2.11"] });
-  const b = rule("b", { remote: ["192.0.2.2", "192.0.2.12"] });
-  const c = rule("c", { remote: ["192.0.2.3", "192.0.2.13"] });
-  const current = compilePolicy({ name: "p", rules: [a, b, c] });
-  const live = readListing(listing(current, 100));
-  const next = compilePolicy({
-    name: "p",
-    rules: [a, rule("new", { remote: ["192.0.2.9", "192.0.2.19"] }), {
-      ...c,
-      remote: ["192.0.2.3", "192.0.2.4", "192.0.2.13"],
-    }],
+/** A plan's commands as short text: `op object name-or-comment`. */
+function summary(commands: unknown[]): string[] {
+  return commands.map((command) => {
+    const [op, body] = Object.entries(
+      command as Record<string, Record<string, Record<string, unknown>>>,
+    )[0];
+    const [kind, object] = Object.entries(body)[0];
+    const name = object.comment ?? object.name;
+    const where = kind === "rule" ? ` in ${object.chain}` : "";
+    const at = object.handle === undefined ? "" : ` @${object.handle}`;
+    return `${op} ${kind} ${name}${where}${at}`;
   });
-  const plan = planIncremental(live, current, next)!;
-  const ops = plan.commands.map((c) => JSON.stringify(c));
-  assert.match(ops[0], /^\{"delete":\{"rule":\{.*"handle":101\}\}\}$/);
-  assert.match(ops[1], /^\{"delete":\{"set":\{.*"name":"b.remote4"\}\}\}$/);
-  assert.match(
-    ops[2],
-    /^\{"delete":\{"element":\{.*"name":"c.remote4","elem":\["192.0.2.3"\]\}\}\}$/,
-  );
-  assert.match(
-    ops[3],
-    /^\{"add":\{"element":\{.*"name":"c.remote4","elem":\[\{"range":\["192.0.2.3","192.0.2.4"\]\}\]\}\}\}$/,
-  );
-  assert.match(ops[4], /^\{"add":\{"set":\{.*"name":"new.remote4"/);
-  assert.match(ops[5], /^\{"flush":\{"set":/);
-  assert.match(ops[6], /^\{"add":\{"element":\{.*"name":"new.remote4"/);
-  assert.match(
-    ops[7],
-    /^\{"insert":\{"rule":\{.*"comment":"new".*"handle":102\}\}\}$/,
-  );
-  assert.equal(ops.length, 8);
+}
+
+Deno.test("planFull() numbers the handles the kernel allocates, anonymous sets included", () => {
+  const units = compilePolicy({
+    name: "p",
+    rules: [
+      rule("a", { remote: ["192.0.2.1", "192.0.2.11"] }),
+      rule("b", {
+        protocol: "any",
+        direction: "out",
+        remotePorts: [{ first: 80, last: 80 }, { first: 443, last: 443 }],
+      }),
+    ],
+  });
+  const plan = planFull(units, 42);
+  assert.deepEqual(summary(plan.commands), [
+    "add table palisade",
+    "delete table palisade",
+    "add table palisade",
+    "add chain input",
+    "add chain output",
+    "add chain r-a",
+    "add set a.remote4",
+    "add rule a in r-a",
+    "add rule a in input",
+    "add chain r-b",
+    "add rule b in r-b",
+    "add rule b in output",
+    "add set state",
+  ]);
+  // input 1, output 2, r-a 3, a.remote4 4, rule 5, jump a 6, r-b 7,
+  // two anonymous sets (l4proto, ports) 8-9 and the rule 10, jump b 11,
+  // marker 12.
+  assert.equal(ruleAllocations(units[1].rules[0].expr), 3);
+  assert.deepEqual([...plan.newJumps], [["a", 6], ["b", 11]]);
+  assert.equal(plan.allocations, 12);
 });
 
-Deno.test("planIncremental() inserts a run of new rules in order before the next kept rule, or appends them", () => {
-  const r = (id: string) => rule(id, { remote: [`192.0.2.${id.length}`] });
-  const current = compilePolicy({ name: "p", rules: [r("k"), r("kk")] });
-  const live = readListing(listing(current, 50));
+Deno.test("planIncremental() rewrites a changed rule's chain and sets without positions", () => {
+  const a = rule("a", { remote: ["192.0.2.1", "192.0.2.11"] });
+  const b = rule("b", { remote: ["192.0.2.2"] });
+  const previous = compilePolicy({ name: "p", rules: [a, b] });
   const next = compilePolicy({
     name: "p",
-    rules: [r("x"), r("k"), r("aaa"), r("bbbb"), r("kk"), r("ccccc")],
+    rules: [{ ...a, remote: ["192.0.2.1", "192.0.2.12"] }, {
+      ...b,
+      localPorts: [{ first: 22, last: 22 }],
+    }],
   });
-  const ops = planIncremental(live, current, next)!.commands.map((c) => {
-    const [op, body] = Object.entries(
-      c as Record<string, { rule: { comment: string; handle?: number } }>,
-    )[0];
-    const at = body.rule.handle ? ` before ${body.rule.handle}` : "";
-    return `${op} ${body.rule.comment}${at}`;
-  });
-  assert.deepEqual(ops, [
-    "insert x before 50",
-    "insert aaa before 51",
-    "insert bbbb before 51",
-    "add ccccc",
+  const plan = planIncremental(previous, next, new Map(), 9)!;
+  assert.deepEqual(summary(plan.commands), [
+    "flush chain r-a",
+    "flush set a.remote4",
+    "add set a.remote4",
+    "add rule a in r-a",
+    "flush chain r-b",
+    "add rule b in r-b",
+    "delete set state",
+    "add set state",
   ]);
+  assert.equal(plan.allocations, 3);
+  assert.equal(plan.newJumps.size, 0);
+  assert.deepEqual(
+    planIncremental(previous, previous, new Map(), 9)!.commands,
+    [],
+  );
+});
+
+Deno.test("planIncremental() deletes jumps by handle, appends at the end and inserts before the next kept jump", () => {
+  const r = (id: string) => rule(id, { remote: [`192.0.2.${id.length}`] });
+  const previous = compilePolicy({
+    name: "p",
+    rules: [r("k"), r("gone"), r("kk"), r("moved")],
+  });
+  const jumps = new Map([["k", 10], ["gone", 11], ["kk", 12], ["moved", 13]]);
+  const next = compilePolicy({
+    name: "p",
+    rules: [r("x"), r("k"), r("moved"), r("aaa"), r("kk"), r("ccccc")],
+  });
+  const plan = planIncremental(previous, next, jumps, 9)!;
+  assert.deepEqual(summary(plan.commands), [
+    "delete rule undefined in input @11",
+    "delete rule undefined in input @13",
+    "flush chain r-gone",
+    "delete chain r-gone",
+    "add chain r-x",
+    "add rule x in r-x",
+    "add chain r-aaa",
+    "add rule aaa in r-aaa",
+    "add chain r-ccccc",
+    "add rule ccccc in r-ccccc",
+    "insert rule x in input @10",
+    "insert rule moved in input @12",
+    "insert rule aaa in input @12",
+    "add rule ccccc in input",
+    "delete set state",
+    "add set state",
+  ]);
+  assert.deepEqual(plan.deletedJumps, ["gone", "moved"]);
+  assert.deepEqual([...plan.newJumps], [
+    ["x", 7],
+    ["moved", 8],
+    ["aaa", 9],
+    ["ccccc", 10],
+  ]);
+  assert.equal(plan.allocations, 11);
+  assert.equal(planIncremental(previous, next, new Map(), 9), null);
+});
+
+Deno.test("diffRules() finds what diffPolicies() finds", () => {
+  const arbitraryRule = fc.record({
+    id: fc.constantFrom("a", "b", "c", "d", "e", "f"),
+    action: fc.constantFrom("permit" as const, "block" as const),
+    direction: fc.constantFrom("in" as const, "out" as const),
+    remote: fc.subarray(["192.0.2.0/24", "2001:db8::/32"]),
+    remotePorts: fc.subarray([{ first: 22, last: 22 }, {
+      first: 80,
+      last: 90,
+    }]),
+    comment: fc.option(fc.constantFrom("x", "y"), { nil: undefined }),
+  }).map(({ id, comment, ...fields }) => {
+    const r = rule(id, fields);
+    if (comment !== undefined) r.comment = comment;
+    return r;
+  });
+  const arbitraryPolicy = fc.uniqueArray(arbitraryRule, {
+    selector: (r) => r.id,
+    maxLength: 6,
+  }).map((rules) => ({ name: "p", rules }));
+  fc.assert(
+    fc.property(
+      fc.option(arbitraryPolicy, { nil: null }),
+      fc.option(arbitraryPolicy, { nil: null }),
+      (a, b) => {
+        assert.deepEqual(diffRules(a, b), diffPolicies(a, b));
+      },
+    ),
+    { numRuns: 500 },
+  );
 });

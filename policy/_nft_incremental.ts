@@ -1,160 +1,363 @@
 /**
- * Plans the small batch that turns the live table (known to hold what
- * the current policy compiles to) into the next policy: only the rules
- * and set elements the diff names.
+ * Plans the batches of the nftables engine: the full batch that
+ * rebuilds table `inet palisade`, and the small batch that turns the
+ * policy last applied into the next one touching only what the diff
+ * names, without any command that makes libnftables fetch the rules.
+ *
+ * Each batch also tells which kernel handles it makes the kernel
+ * allocate: within one table, the kernel numbers chains, sets
+ * (anonymous ones too) and rules from one counter, in the order of the
+ * batch, and never reuses a number. The marker set is created last, so
+ * its handle, read back later, fixes every number of the batch.
  *
  * @module
  */
 import {
   type ChainName,
+  chainObject,
   type CompiledSet,
   type CompiledUnit,
-  elementOf,
-  type LiveTable,
+  jumpObject,
+  markerObject,
   NFT_FAMILY,
+  NFT_MARKER_SET,
   NFT_TABLE,
-  rangesMissing,
+  ruleAllocations,
+  ruleChainObject,
   ruleObject,
   setObject,
 } from "./_nft_compile.ts";
+import type { PolicyDiff } from "./diff.ts";
+import type { NormalPolicy, NormalRule, PortRange } from "./types.ts";
 
-/** A batch and how many engine objects it writes or deletes. */
-export interface IncrementalPlan {
+/** A batch, what it writes and the handles it allocates. */
+export interface BatchPlan {
   commands: unknown[];
+  /** Engine objects written or deleted (set elements counted). */
   objects: number;
+  /** Handles the kernel allocates in this batch; the marker set's is
+   * the last. */
+  allocations: number;
+  /** Jumps the batch creates: rule ID → 1-based allocation index. */
+  newJumps: Map<string, number>;
+  /** Rule IDs whose old jump the batch deletes. */
+  deletedJumps: string[];
+}
+
+const TABLE = { family: NFT_FAMILY, name: NFT_TABLE };
+
+/** Commands in order, counting handle allocations as they go. */
+class Builder {
+  commands: unknown[] = [];
+  objects = 0;
+  allocations = 0;
+  newJumps = new Map<string, number>();
+  deletedJumps: string[] = [];
+
+  /** Appends `command`, which allocates `count` handles. */
+  push(command: unknown, objects: number, count = 0): void {
+    this.commands.push(command);
+    this.objects += objects;
+    this.allocations += count;
+  }
+
+  /** Declares a new set with its elements. */
+  addSet(set: CompiledSet): void {
+    this.push({ add: { set: setObject(set) } }, 1 + set.ranges.length, 1);
+  }
+
+  /** Creates a unit's chain, its sets and its rules. */
+  addUnitChain(unit: CompiledUnit): void {
+    this.push({ add: { chain: ruleChainObject(unit) } }, 1, 1);
+    this.addUnitRules(unit, new Set());
+  }
+
+  /** Adds a unit's sets (except `existing`) and its rules. */
+  addUnitRules(unit: CompiledUnit, existing: Set<string>): void {
+    for (const rule of unit.rules) {
+      for (const set of rule.sets) {
+        if (!existing.has(set.name)) this.addSet(set);
+      }
+      this.push(
+        { add: { rule: ruleObject(rule) } },
+        1,
+        ruleAllocations(rule.expr),
+      );
+    }
+  }
+
+  /** Appends a unit's jump, or inserts it before rule `before`. */
+  addJump(unit: CompiledUnit, before?: number): void {
+    const object = jumpObject(unit);
+    this.push(
+      before === undefined
+        ? { add: { rule: object } }
+        : { insert: { rule: { ...object, handle: before } } },
+      1,
+      1,
+    );
+    this.newJumps.set(unit.id, this.allocations);
+  }
+
+  /** Ends the batch by writing the marker set afresh. */
+  finish(marker: number, replace: boolean): BatchPlan {
+    if (replace) {
+      const ref = {
+        family: NFT_FAMILY,
+        table: NFT_TABLE,
+        name: NFT_MARKER_SET,
+      };
+      this.push({ delete: { set: ref } }, 0);
+    }
+    this.push({ add: { set: markerObject(marker) } }, 1, 1);
+    return {
+      commands: this.commands,
+      objects: this.objects,
+      allocations: this.allocations,
+      newJumps: this.newJumps,
+      deletedJumps: this.deletedJumps,
+    };
+  }
 }
 
 /**
- * Plans the incremental batch. Rules whose match expressions are
- * unchanged and whose relative order holds stay in place (their counters
- * too); only their set elements are updated. Every other changed, moved
- * or new rule is deleted by handle and inserted before the next rule
- * that stays, or appended.
+ * The full batch: create the table (so that deleting it cannot fail),
+ * delete it, and build it again with `units` and the marker `marker`.
+ * The new table numbers its objects from 1.
+ */
+export function planFull(units: CompiledUnit[], marker: number): BatchPlan {
+  const b = new Builder();
+  b.push({ add: { table: TABLE } }, 0);
+  b.push({ delete: { table: TABLE } }, 0);
+  b.push({ add: { table: TABLE } }, 1);
+  b.push({ add: { chain: chainObject("input") } }, 1, 1);
+  b.push({ add: { chain: chainObject("output") } }, 1, 1);
+  for (const unit of units) {
+    b.addUnitChain(unit);
+    b.addJump(unit);
+  }
+  return b.finish(marker, false);
+}
+
+/**
+ * Plans the small batch from `previous` (what the table holds) to
+ * `next`:
+ * - a changed rule: its chain flushed and its rules added again, its
+ *   sets rewritten (flush and add) where their elements changed;
+ * - a removed rule: its jump deleted by handle, its chain flushed and
+ *   deleted, its sets deleted;
+ * - an added rule: its chain, sets and rules, then its jump appended,
+ *   or inserted before the next jump that stays when one follows;
+ * - a moved rule (or one that changed direction): its jump deleted
+ *   and placed again like an added one. Jumps on a longest run whose
+ *   relative order holds stay.
  *
- * @returns the plan, or null when the live handles do not fit `current`
+ * Only inserting a jump before another makes libnftables fetch the
+ * rules; appending, flushing and deleting by handle do not.
+ *
+ * @param jumps the handle of every jump in `previous`, by rule ID
+ * @returns the plan, or null when a needed handle is unknown
  */
 export function planIncremental(
-  live: LiveTable,
-  current: CompiledUnit[],
+  previous: CompiledUnit[],
   next: CompiledUnit[],
-): IncrementalPlan | null {
-  const handles = new Map<string, number[]>();
-  for (const chain of ["input", "output"] as const) {
-    for (const rule of live.chains[chain].rules) {
-      const list = handles.get(rule.id) ?? [];
-      list.push(rule.handle);
-      handles.set(rule.id, list);
-    }
-  }
-  const before = new Map(
-    current.map((unit, index) => [unit.id, { unit, index }]),
-  );
+  jumps: ReadonlyMap<string, number>,
+  marker: number,
+): BatchPlan | null {
+  const before = new Map(previous.map((unit, index) => [unit.id, index]));
+  const old = new Map(previous.map((unit) => [unit.id, unit]));
+  const nextIds = new Set(next.map((unit) => unit.id));
+  const kept = keptJumps(before, old, next);
+  const b = new Builder();
 
-  const kept = keptUnits(before, next);
-  const deletes: unknown[] = [];
-  const setDeletes: unknown[] = [];
-  const updates: unknown[] = [];
-  const adds: unknown[] = [];
-  let objects = 0;
-
-  for (const unit of current) {
+  // 1. Jumps that go: removed, moved, or now in the other base chain.
+  for (const unit of previous) {
     if (kept.has(unit.id)) continue;
-    const list = handles.get(unit.id) ?? [];
-    if (list.length !== unit.rules.length) return null;
-    for (const handle of list) {
-      const rule = { ...chainRef(unit.chain), handle };
-      deletes.push({ delete: { rule } });
-    }
-    for (const set of setsOf(unit)) {
-      const ref = { family: NFT_FAMILY, table: NFT_TABLE, name: set.name };
-      setDeletes.push({ delete: { set: ref } });
-    }
-    objects += list.length + setsOf(unit).length;
+    const handle = jumps.get(unit.id);
+    if (handle === undefined) return null;
+    const rule = { ...chainRef(unit.chain), handle };
+    b.push({ delete: { rule } }, 1);
+    b.deletedJumps.push(unit.id);
   }
 
+  // 2. Removed rules: their chains and sets.
+  for (const unit of previous) {
+    if (nextIds.has(unit.id)) continue;
+    const chain = {
+      family: NFT_FAMILY,
+      table: NFT_TABLE,
+      name: unit.ruleChain,
+    };
+    b.push({ flush: { chain } }, unit.rules.length);
+    b.push({ delete: { chain } }, 1);
+    for (const set of setsOf(unit)) {
+      b.push({ delete: { set: setRef(set) } }, 1);
+    }
+  }
+
+  // 3. Changed rules: same chain, new content.
   for (const unit of next) {
-    if (!kept.has(unit.id)) continue;
-    const oldSets = setsOf(before.get(unit.id)!.unit);
-    const old = new Map(oldSets.map((set) => [set.name, set]));
-    for (const set of setsOf(unit)) {
-      const was = old.get(set.name)!;
-      const gone = rangesMissing(was.ranges, set.ranges);
-      const fresh = rangesMissing(set.ranges, was.ranges);
-      updates.push(...elementCommands("delete", set, gone));
-      updates.push(...elementCommands("add", set, fresh));
-      objects += gone.length + fresh.length;
+    const was = old.get(unit.id);
+    if (was === undefined || sameContent(was, unit)) continue;
+    const chain = {
+      family: NFT_FAMILY,
+      table: NFT_TABLE,
+      name: unit.ruleChain,
+    };
+    b.push({ flush: { chain } }, was.rules.length);
+    const oldSets = new Map(setsOf(was).map((set) => [set.name, set]));
+    const newSets = new Map(setsOf(unit).map((set) => [set.name, set]));
+    for (const set of oldSets.values()) {
+      if (!newSets.has(set.name)) {
+        b.push({ delete: { set: setRef(set) } }, 1);
+      }
     }
+    for (const set of newSets.values()) {
+      const had = oldSets.get(set.name);
+      if (had === undefined || sameRanges(had, set)) continue;
+      b.push({ flush: { set: setRef(set) } }, had.ranges.length);
+      b.push({ add: { set: setObject(set) } }, set.ranges.length);
+    }
+    b.addUnitRules(unit, new Set(oldSets.keys()));
   }
 
-  // New rules are inserted before the kept rule that follows them, each
-  // before the same one so that a run keeps its order, or appended when
-  // none follows. (libnftables 1.0.6 ignores a position on a JSON "add",
-  // so "insert before" is the only way to place a rule.)
+  // 4. Added rules: chain, sets, rules.
+  for (const unit of next) {
+    if (!old.has(unit.id)) b.addUnitChain(unit);
+  }
+
+  // 5. Jumps placed again or for the first time, in policy order.
   for (const [index, unit] of next.entries()) {
     if (kept.has(unit.id)) continue;
     const anchor = nextKept(next, index, unit.chain, kept);
-    const anchorHandle = anchor === undefined
-      ? undefined
-      : handles.get(anchor)?.[0];
-    if (anchor !== undefined && anchorHandle === undefined) return null;
-    for (const set of setsOf(unit)) {
-      adds.push(...freshSetCommands(set));
-      objects += 1 + set.ranges.length;
+    if (anchor === undefined) {
+      b.addJump(unit);
+      continue;
     }
-    for (const rule of unit.rules) {
-      const object = ruleObject(rule);
-      adds.push(
-        anchorHandle === undefined
-          ? { add: { rule: object } }
-          : { insert: { rule: { ...object, handle: anchorHandle } } },
-      );
-      objects += 1;
-    }
+    const handle = jumps.get(anchor);
+    if (handle === undefined) return null;
+    b.addJump(unit, handle);
   }
 
-  const commands = [...deletes, ...setDeletes, ...updates, ...adds];
-  return { commands, objects };
+  if (b.commands.length === 0) {
+    return {
+      commands: [],
+      objects: 0,
+      allocations: 0,
+      newJumps: new Map(),
+      deletedJumps: [],
+    };
+  }
+  return b.finish(marker, true);
 }
 
-function chainRef(chain: ChainName) {
+function chainRef(chain: string) {
   return { family: NFT_FAMILY, table: NFT_TABLE, chain };
+}
+
+function setRef(set: CompiledSet) {
+  return { family: NFT_FAMILY, table: NFT_TABLE, name: set.name };
 }
 
 function setsOf(unit: CompiledUnit): CompiledSet[] {
   return unit.rules.flatMap((rule) => rule.sets);
 }
 
-/** Same chain and match expressions: only set elements may differ. */
-function sameShape(a: CompiledUnit, b: CompiledUnit): boolean {
-  return a.chain === b.chain && a.rules.length === b.rules.length &&
-    a.rules.every((rule, i) =>
-      JSON.stringify(rule.expr) === JSON.stringify(b.rules[i].expr)
+function sameRanges(a: CompiledSet, b: CompiledSet): boolean {
+  return a.family === b.family && a.ranges.length === b.ranges.length &&
+    a.ranges.every((r, i) =>
+      r.first === b.ranges[i].first && r.last === b.ranges[i].last
     );
 }
 
+/** Same nft rules and set elements: the rule's chain stays as it is. */
+export function sameContent(a: CompiledUnit, b: CompiledUnit): boolean {
+  if (a === b) return true;
+  return a.rules.length === b.rules.length &&
+    a.rules.every((rule, i) => {
+      const other = b.rules[i];
+      return JSON.stringify(rule.expr) === JSON.stringify(other.expr) &&
+        rule.sets.length === other.sets.length &&
+        rule.sets.every((set, j) =>
+          set.name === other.sets[j].name && sameRanges(set, other.sets[j])
+        );
+    });
+}
+
 /**
- * Units that stay in place: same shape in both policies and on a
- * longest run whose relative order is unchanged, per chain.
+ * Rules whose jump stays in place: in the same base chain in both
+ * policies and on a longest run whose relative order is unchanged.
  */
-function keptUnits(
-  before: Map<string, { unit: CompiledUnit; index: number }>,
+function keptJumps(
+  before: Map<string, number>,
+  old: Map<string, CompiledUnit>,
   next: CompiledUnit[],
 ): Set<string> {
   const kept = new Set<string>();
   for (const chain of ["input", "output"] as ChainName[]) {
     const candidates: { id: string; from: number }[] = [];
     for (const unit of next) {
-      const old = before.get(unit.id);
-      if (unit.chain !== chain || old === undefined) continue;
-      if (sameShape(old.unit, unit)) {
-        candidates.push({ id: unit.id, from: old.index });
-      }
+      const from = before.get(unit.id);
+      if (unit.chain !== chain || from === undefined) continue;
+      if (old.get(unit.id)!.chain !== chain) continue;
+      candidates.push({ id: unit.id, from });
     }
     for (const i of longestIncreasing(candidates.map((c) => c.from))) {
       kept.add(candidates[i].id);
     }
   }
   return kept;
+}
+
+/**
+ * The diff of `diffPolicies()` (same added, removed, changed, moved
+ * and unchanged lists), comparing rules field by field instead of as
+ * canonical JSON: a 10,000-rule comparison costs a fraction.
+ */
+export function diffRules(
+  a: NormalPolicy | null,
+  b: NormalPolicy | null,
+): PolicyDiff {
+  const before = new Map<string, { rule: NormalRule; index: number }>();
+  (a?.rules ?? []).forEach((rule, index) =>
+    before.set(rule.id, { rule, index })
+  );
+  const after = new Set((b?.rules ?? []).map((r) => r.id));
+  const common: { rule: NormalRule; from: number }[] = [];
+  const added: string[] = [];
+  for (const rule of b?.rules ?? []) {
+    const old = before.get(rule.id);
+    if (old === undefined) added.push(rule.id);
+    else common.push({ rule, from: old.index });
+  }
+  const inOrder = new Set(longestIncreasing(common.map((c) => c.from)));
+  const diff: PolicyDiff = {
+    added,
+    removed: (a?.rules ?? []).filter((r) => !after.has(r.id)).map((r) => r.id),
+    changed: [],
+    moved: [],
+    unchanged: [],
+  };
+  common.forEach(({ rule }, i) => {
+    if (!sameRule(before.get(rule.id)!.rule, rule)) diff.changed.push(rule.id);
+    else if (!inOrder.has(i)) diff.moved.push(rule.id);
+    else diff.unchanged.push(rule.id);
+  });
+  return diff;
+}
+
+function sameRule(a: NormalRule, b: NormalRule): boolean {
+  if (a === b) return true;
+  const strings = (x: string[], y: string[]) =>
+    x.length === y.length && x.every((v, i) => v === y[i]);
+  const ports = (x: PortRange[], y: PortRange[]) =>
+    x.length === y.length &&
+    x.every((v, i) => v.first === y[i].first && v.last === y[i].last);
+  return a.id === b.id && a.action === b.action &&
+    a.direction === b.direction && a.protocol === b.protocol &&
+    a.app === b.app && a.comment === b.comment &&
+    strings(a.remote, b.remote) && strings(a.local, b.local) &&
+    ports(a.remotePorts, b.remotePorts) && ports(a.localPorts, b.localPorts);
 }
 
 /** Indexes of one longest strictly increasing subsequence. */
@@ -189,30 +392,4 @@ function nextKept(
     if (next[i].chain === chain && kept.has(next[i].id)) return next[i].id;
   }
   return undefined;
-}
-
-/**
- * Commands creating a set from scratch: declare it, flush it in case a
- * stale set of that name lingers, then add the elements.
- */
-export function freshSetCommands(set: CompiledSet): unknown[] {
-  const declaration = setObject({ ...set, ranges: [] });
-  const ref = { family: NFT_FAMILY, table: NFT_TABLE, name: set.name };
-  return [
-    { add: { set: declaration } },
-    { flush: { set: ref } },
-    ...elementCommands("add", set, set.ranges),
-  ];
-}
-
-/** Adds or deletes `ranges` of `set`; nothing when `ranges` is empty. */
-export function elementCommands(
-  op: "add" | "delete",
-  set: CompiledSet,
-  ranges: CompiledSet["ranges"],
-): unknown[] {
-  if (ranges.length === 0) return [];
-  const elem = ranges.map((r) => elementOf(r, set.family));
-  const ref = { family: NFT_FAMILY, table: NFT_TABLE, name: set.name };
-  return [{ [op]: { element: { ...ref, elem } } }];
 }

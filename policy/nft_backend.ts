@@ -12,22 +12,27 @@ import {
   type ReadBack,
   type RuleCounter,
 } from "./backend.ts";
-import { diffPolicies } from "./diff.ts";
+import { isEmptyDiff, type PolicyDiff } from "./diff.ts";
 import type { NormalPolicy } from "./types.ts";
 import {
-  chainObject,
   type CompiledUnit,
   compilePolicy,
+  compileRule,
   firstDifference,
   type LiveTable,
   modelOf,
   NFT_FAMILY,
+  NFT_MARKER_SET,
   NFT_TABLE,
   readListing,
-  ruleObject,
-  setObject,
+  readMarker,
 } from "./_nft_compile.ts";
-import { planIncremental } from "./_nft_incremental.ts";
+import {
+  type BatchPlan,
+  diffRules,
+  planFull,
+  planIncremental,
+} from "./_nft_incremental.ts";
 
 /** Options of {@linkcode NftBackend}. */
 export interface NftBackendOptions {
@@ -50,6 +55,21 @@ const TABLE = { family: NFT_FAMILY, name: NFT_TABLE };
  * one set); a single address, prefix or range is matched inline. A
  * rule with IPv4 and IPv6 addresses becomes one nft rule per family.
  *
+ * Each policy rule has its own regular chain `r-<id>` holding its nft
+ * rules; the base chains hold one `jump` per rule, in policy order. A
+ * rule that matches ends the evaluation of Palisade's hook with its
+ * verdict; one that does not returns, and the next jump runs. So a
+ * changed rule is rewritten by flushing its chain and appending to it,
+ * which libnftables does without fetching the table's rules (a listing
+ * or a positioned command costs a fetch of every rule).
+ *
+ * The instance remembers what it applied last, the handle of every
+ * jump, and the random value it wrote into the marker set `state` in
+ * its last batch. An incremental apply first reads that one set: any
+ * other value (the table was removed, another process applied, or this
+ * is a new instance) means a full apply. Edits made to the table with
+ * the nft CLI are not seen by that read.
+ *
  * The calls act on the network namespace of the calling thread.
  *
  * @example
@@ -61,10 +81,10 @@ const TABLE = { family: NFT_FAMILY, name: NFT_TABLE };
 export class NftBackend implements Backend {
   readonly engine = "nft" as const;
   #nft: NftContext;
-  // What each policy applied as `next` compiled to: the object passed
-  // as `current` later is usually the same one, and what was applied is
-  // what the live table must hold, even if the object changed since.
-  #compiled = new WeakMap<NormalPolicy, CompiledUnit[]>();
+  // What this instance committed last; null when unknown.
+  // Limitation: hand edits to table inet palisade made with the nft CLI
+  // between two applies are seen only by a full apply and by readBack().
+  #installed: Installed | null = null;
 
   /**
    * Opens libnftables.
@@ -76,45 +96,54 @@ export class NftBackend implements Backend {
   }
 
   /**
-   * Installs `next` as one batch. When the live rules equal what
-   * `current` compiles to, only the rules and set elements the diff
-   * names are written; otherwise the table is replaced whole.
+   * Compiles `policy` as {@linkcode apply} would, without touching
+   * nftables; see {@linkcode Backend.validate}.
+   *
+   * @throws {TypeError} a rule cannot be expressed in nftables
+   */
+  validate(policy: NormalPolicy): void {
+    compilePolicy(policy);
+  }
+
+  /**
+   * Installs `next` as one batch. When this instance applied `current`
+   * last and the marker set still holds the value it wrote then, only
+   * the rule chains, jumps and sets the diff names are written;
+   * otherwise (or when that small batch is refused, e.g. for a jump
+   * handle that no longer exists) the table is replaced whole.
    *
    * @throws {TypeError} a rule cannot be expressed in nftables
    * @throws {EngineError} the batch was refused; nothing changed, and
    *   `ruleId` names the rule that caused it when one alone does
    */
   apply(next: NormalPolicy, current: NormalPolicy | null): ApplyStats {
-    const units = compilePolicy(next);
-    const diff = diffPolicies(current, next);
+    const diff = diffRules(current, next);
     const stats = {
       added: diff.added,
       removed: diff.removed,
       changed: [...diff.changed, ...diff.moved],
     };
+    const installed = current === null ? null : this.#holding(current);
+    // Rules the diff does not name compiled as they did last time.
+    const units = installed === null
+      ? compilePolicy(next)
+      : compileReusing(next, diff, installed.units);
 
-    if (current !== null) {
-      const objects = this.#tryIncremental(units, current);
-      if (objects !== null) {
-        this.#compiled.set(next, units);
-        return { ...stats, incremental: true, objects };
-      }
+    if (installed !== null) {
+      const objects = this.#tryIncremental(installed, next, units);
+      if (objects !== null) return { ...stats, incremental: true, objects };
     }
 
-    const commands = fullBatch(units);
+    const plan = planFull(units, newMarker());
+    this.#installed = null;
     try {
-      this.#nft.run({ nftables: commands });
+      this.#nft.run({ nftables: plan.commands });
     } catch (error) {
       if (!(error instanceof NftError)) throw error;
       throw engineError("apply nftables batch", error, this.#culprit(units));
     }
-    this.#compiled.set(next, units);
-    // The table, chains, sets and rules written, and the set elements.
-    const elements = units.flatMap((u) => u.rules)
-      .flatMap((r) => r.sets)
-      .reduce((sum, set) => sum + set.ranges.length, 0);
-    const objects = commands.length - 2 + elements;
-    return { ...stats, incremental: false, objects };
+    this.#remember(next, units, plan, new Map());
+    return { ...stats, incremental: false, objects: plan.objects };
   }
 
   /**
@@ -127,9 +156,11 @@ export class NftBackend implements Backend {
   removeAll(): number {
     const live = this.#listTable();
     if (live === null) return 0;
-    const rules = live.chains.input.rules.length +
+    let rules = live.chains.input.rules.length +
       live.chains.output.rules.length;
+    for (const chain of live.ruleChains.values()) rules += chain.rules.length;
     const count = 1 + live.chainDecl.size + live.setHandles.size + rules;
+    this.#installed = null;
     this.#run(
       { nftables: [{ delete: { table: TABLE } }] },
       "delete table inet palisade",
@@ -165,8 +196,8 @@ export class NftBackend implements Backend {
   }
 
   /**
-   * Packet and byte counts per rule ID, summed over the rule's nft rules
-   * (one per address family), in chain order.
+   * Packet and byte counts per rule ID, summed over the nft rules in
+   * the rule's own chain (one per address family), in chain order.
    *
    * @throws {EngineError} the chains cannot be listed
    */
@@ -175,7 +206,12 @@ export class NftBackend implements Backend {
     if (live === null) return [];
     const byId = new Map<string, RuleCounter>();
     for (const chain of ["input", "output"] as const) {
-      for (const rule of live.chains[chain].rules) {
+      for (const jump of live.chains[chain].rules) {
+        byId.set(jump.id, { id: jump.id, packets: 0n, bytes: 0n });
+      }
+    }
+    for (const chain of live.ruleChains.values()) {
+      for (const rule of chain.rules) {
         const entry = byId.get(rule.id) ??
           { id: rule.id, packets: 0n, bytes: 0n };
         entry.packets += rule.packets;
@@ -197,33 +233,96 @@ export class NftBackend implements Backend {
 
   /** Runs the small batch when possible; null means "do a full one". */
   #tryIncremental(
+    installed: Installed,
+    next: NormalPolicy,
     units: CompiledUnit[],
-    current: NormalPolicy,
   ): number | null {
-    let currentUnits: CompiledUnit[];
-    try {
-      currentUnits = this.#compileCurrent(current);
-    } catch {
+    // The one cheap read: the marker set. Any other value than the one
+    // this instance wrote last means that the table is not what this
+    // instance left.
+    const marker = this.#readMarker();
+    if (marker === null || marker.value !== installed.marker) {
+      this.#installed = null;
       return null;
     }
-    // One listing (libnftables fetches its whole cache for any list
-    // command, so one is as cheap as it gets) compared in full: chains,
-    // rules in order and set elements.
-    const live = this.#listTable();
-    if (live === null) return null;
-    if (firstDifference(live, modelOf(currentUnits)) !== null) return null;
-    const plan = planIncremental(live, currentUnits, units);
-    if (plan === null) return null;
-    if (plan.commands.length === 0) return 0;
+    const jumps = installed.jumps;
+    const plan = planIncremental(installed.units, units, jumps, newMarker());
+    if (plan === null) {
+      this.#installed = null;
+      return null;
+    }
+    if (plan.commands.length === 0) {
+      // Nothing to commit: the marker stays as it is.
+      this.#installed = { ...installed, policy: next, units };
+      return 0;
+    }
+    this.#installed = null;
     try {
       this.#nft.run({ nftables: plan.commands });
     } catch (error) {
-      // The kernel took nothing; the full batch below either works
-      // (the live table had drifted) or names the rule at fault.
+      // The kernel took nothing (a stale handle is refused with
+      // ENOENT); the full batch below either works or names the rule.
       if (error instanceof NftError) return null;
       throw error;
     }
+    for (const id of plan.deletedJumps) jumps.delete(id);
+    this.#remember(next, units, plan, jumps);
     return plan.objects;
+  }
+
+  /**
+   * Records a committed batch. When it created jumps, reads the marker
+   * set back: its handle, allocated last in the batch, fixes the handle
+   * of every jump the batch created. (The read also lets libnftables
+   * free the batch's cache now rather than in the next apply.)
+   */
+  #remember(
+    policy: NormalPolicy,
+    units: CompiledUnit[],
+    plan: BatchPlan,
+    jumps: Map<string, number>,
+  ): void {
+    const value = (plan.commands.at(-1) as {
+      add: { set: { elem: number[] } };
+    }).add.set.elem[0];
+    if (plan.newJumps.size > 0) {
+      const marker = this.#readMarker();
+      // Another writer in between: the handles cannot be known.
+      if (marker === null || marker.value !== value) return;
+      const first = marker.handle - plan.allocations;
+      for (const [id, index] of plan.newJumps) jumps.set(id, first + index);
+    }
+    this.#installed = { policy, units, marker: value, jumps };
+  }
+
+  /** What this instance applied last, when that is `current`. */
+  #holding(current: NormalPolicy): Installed | null {
+    const installed = this.#installed;
+    if (installed === null) return null;
+    if (current === installed.policy) return installed;
+    return isEmptyDiff(diffRules(installed.policy, current)) ? installed : null;
+  }
+
+  /** The marker set's value and handle; null when it cannot be read. */
+  #readMarker(): { value: number | null; handle: number } | null {
+    let listing: unknown;
+    try {
+      listing = this.#nft.runJson({
+        nftables: [{
+          list: {
+            set: { family: NFT_FAMILY, table: NFT_TABLE, name: NFT_MARKER_SET },
+          },
+        }],
+      });
+    } catch (error) {
+      if (error instanceof NftError) return null;
+      throw error;
+    }
+    const items =
+      (listing as { nftables?: { set?: Record<string, unknown> }[] })
+        ?.nftables ?? [];
+    const set = items.find((item) => item.set?.name === NFT_MARKER_SET)?.set;
+    return set === undefined ? null : readMarker(set);
   }
 
   /**
@@ -235,7 +334,7 @@ export class NftBackend implements Backend {
     const fails = (subset: CompiledUnit[]) => {
       this.#nft.dryRun = true;
       try {
-        this.#nft.run({ nftables: fullBatch(subset) });
+        this.#nft.run({ nftables: planFull(subset, 1).commands });
         return false;
       } catch (error) {
         if (error instanceof NftError) return true;
@@ -256,14 +355,6 @@ export class NftBackend implements Backend {
       else return undefined; // only a combination of rules fails
     }
     return candidates[0].id;
-  }
-
-  #compileCurrent(policy: NormalPolicy): CompiledUnit[] {
-    let units = this.#compiled.get(policy);
-    if (units === undefined) {
-      units = compilePolicy(policy);
-    }
-    return units;
   }
 
   #tableExists(): boolean {
@@ -308,24 +399,44 @@ export function openNftBackend(options: NftBackendOptions = {}): NftBackend {
   return new NftBackend(options);
 }
 
-/** Replace everything: create (so delete cannot fail), delete, rebuild. */
-function fullBatch(units: CompiledUnit[]): unknown[] {
-  const commands: unknown[] = [
-    { add: { table: TABLE } },
-    { delete: { table: TABLE } },
-    { add: { table: TABLE } },
-    { add: { chain: chainObject("input") } },
-    { add: { chain: chainObject("output") } },
-  ];
-  for (const unit of units) {
-    for (const rule of unit.rules) {
-      for (const set of rule.sets) {
-        commands.push({ add: { set: setObject(set) } });
-      }
-      commands.push({ add: { rule: ruleObject(rule) } });
-    }
+/** What an instance committed last. */
+interface Installed {
+  /** The policy applied last, and what it compiled to. */
+  policy: NormalPolicy;
+  units: CompiledUnit[];
+  /** The marker value of the last batch. */
+  marker: number;
+  /** The handle of every jump, by rule ID. */
+  jumps: Map<string, number>;
+}
+
+/**
+ * Compiles `next`, taking the units of rules `diff` finds unchanged
+ * from `previous` (the policy `diff` compares with, as compiled then).
+ *
+ * @throws {TypeError} as {@linkcode compilePolicy}
+ */
+function compileReusing(
+  next: NormalPolicy,
+  diff: PolicyDiff,
+  previous: CompiledUnit[],
+): CompiledUnit[] {
+  const fresh = new Set([...diff.added, ...diff.changed]);
+  const byId = new Map(previous.map((unit) => [unit.id, unit]));
+  const units = next.rules.map((rule) =>
+    fresh.has(rule.id) ? compileRule(rule) : byId.get(rule.id)
+  );
+  const ids = new Set(next.rules.map((rule) => rule.id));
+  if (ids.size !== next.rules.length || units.includes(undefined)) {
+    return compilePolicy(next); // throws on the duplicate ID
   }
-  return commands;
+  return units as CompiledUnit[];
+}
+
+/** A random non-zero marker value (31 bits: printed as a plain number). */
+function newMarker(): number {
+  const [value] = crypto.getRandomValues(new Uint32Array(1));
+  return (value >>> 1) || 1;
 }
 
 /** errno names of the messages the kernel's refusals come with. */

@@ -90,11 +90,29 @@ interface ListedRule {
   expr: unknown[];
 }
 
-async function palisadeRules(ns: string): Promise<ListedRule[]> {
+/** Palisade's rules: `jumps` in the base chains, `rules` elsewhere. */
+async function palisadeRules(
+  ns: string,
+  which: "jumps" | "rules" = "rules",
+): Promise<ListedRule[]> {
   const dump = await nftDump(ns) as { nftables: { rule?: ListedRule }[] };
-  return dump.nftables.flatMap((item) =>
-    item.rule?.table === "palisade" ? [item.rule] : []
-  );
+  return dump.nftables.flatMap((item) => {
+    const rule = item.rule;
+    if (rule?.table !== "palisade") return [];
+    const base = rule.chain === "input" || rule.chain === "output";
+    return base === (which === "jumps") ? [rule] : [];
+  });
+}
+
+/** Handle of every listed rule by `<chain>/<comment>`. */
+async function handles(ns: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const which of ["jumps", "rules"] as const) {
+    for (const r of await palisadeRules(ns, which)) {
+      out.set(`${r.chain}/${r.comment}/${r.handle}`, r.handle);
+    }
+  }
+  return out;
 }
 
 if (inside) {
@@ -115,7 +133,7 @@ if (inside) {
     });
   });
 
-  Deno.test("NftBackend.apply() refuses a rule with an app path", () => {
+  Deno.test("NftBackend.apply() and validate() refuse a rule with an app path", () => {
     using backend = new NftBackend();
     const policy = {
       name: "p",
@@ -130,6 +148,11 @@ if (inside) {
       name: "TypeError",
       message: "the nft engine cannot match applications (rule with-app)",
     });
+    assert.throws(() => backend.validate(policy), {
+      name: "TypeError",
+      message: "the nft engine cannot match applications (rule with-app)",
+    });
+    backend.validate(CONFORMANCE_V1);
     assert.equal(backend.removeAll(), 0);
   });
 
@@ -194,7 +217,7 @@ if (inside) {
   Deno.test("NftBackend.apply() keeps the handles of rules a change does not name", async () => {
     using backend = new NftBackend();
     backend.apply(CONFORMANCE_V1, null);
-    const before = await palisadeRules(ns);
+    const before = await handles(ns);
     const next = structuredClone(CONFORMANCE_V2);
     next.rules.splice(1, 0, rule("inserted", { remote: ["192.0.2.99/32"] }));
     next.rules = next.rules.filter((r) => r.id !== "block-dns-in");
@@ -202,32 +225,82 @@ if (inside) {
     assert.equal(stats.incremental, true);
     assert.deepEqual(stats.added, ["inserted"]);
     assert.deepEqual(stats.removed, ["block-dns-in"]);
+    assert.deepEqual(stats.changed, ["block-scanners"]);
     assert.deepEqual(backend.readBack(next), { ok: true });
-    const after = await palisadeRules(ns);
-    const kept = ["permit-admin", "block-smb-out", "block-scanners"];
-    for (const listed of before) {
-      if (!kept.includes(listed.comment)) continue;
-      assert.ok(
-        after.some((r) => r.handle === listed.handle),
-        `rule ${listed.comment} kept handle ${listed.handle}`,
-      );
+    const after = await handles(ns);
+    // Every jump but the removed one stays, and so do the rules of the
+    // rules the change does not name.
+    for (const key of before.keys()) {
+      const [chain, id] = key.split("/");
+      const untouched = chain === "input" || chain === "output"
+        ? id !== "block-dns-in"
+        : id === "permit-admin" || id === "block-smb-out";
+      assert.equal(after.has(key), untouched, key);
     }
-    const input = after.filter((r) => r.chain === "input").map((r) =>
-      r.comment
-    );
-    assert.deepEqual(input, [
-      "permit-admin",
-      "permit-admin",
-      "inserted",
-      "block-scanners",
-    ]);
+    const input = (await palisadeRules(ns, "jumps"))
+      .filter((r) => r.chain === "input").map((r) => r.comment);
+    assert.deepEqual(input, ["permit-admin", "inserted", "block-scanners"]);
     backend.removeAll();
   });
 
-  Deno.test("NftBackend.apply() falls back to a full batch when the live table differs from current", async () => {
+  Deno.test("NftBackend.apply() takes the small path to add at the end, remove, insert in the middle, move and change direction", async () => {
+    using backend = new NftBackend();
+    const steps: [string, (rules: NormalRule[]) => NormalRule[]][] = [
+      ["append", (r) => [...r, rule("tail", { remote: ["192.0.2.50"] })]],
+      // Removes the rule the previous batch created: its handle came
+      // from that batch's numbering.
+      ["remove new", (r) => r.filter((x) => x.id !== "tail")],
+      [
+        "insert",
+        (r) => [r[0], rule("mid", { remote: ["192.0.2.51"] }), ...r.slice(1)],
+      ],
+      // Inserts before the jump the previous batch created.
+      [
+        "insert before new",
+        (r) => [r[0], rule("mid2", { remote: ["192.0.2.52"] }), ...r.slice(1)],
+      ],
+      ["move", (r) => [...r.slice(1), r[0]]],
+      [
+        "direction",
+        (r) =>
+          r.map((x) =>
+            x.id === "mid" ? { ...x, direction: "out" as const } : x
+          ),
+      ],
+      ["remove first", (r) => r.slice(1)],
+    ];
+    let current: NormalPolicy = structuredClone(CONFORMANCE_V1);
+    backend.apply(current, null);
+    for (const [label, edit] of steps) {
+      const next = { ...current, rules: edit(current.rules) };
+      const jumpsBefore = await palisadeRules(ns, "jumps");
+      const stats = backend.apply(next, current);
+      assert.equal(stats.incremental, true, label);
+      assert.deepEqual(backend.readBack(next), { ok: true }, label);
+      // Jumps of rules neither added, removed nor moved keep handles.
+      const touched = new Set([
+        ...stats.added,
+        ...stats.removed,
+        ...stats.changed,
+      ]);
+      const jumpsAfter = new Set(
+        (await palisadeRules(ns, "jumps")).map((r) => r.handle),
+      );
+      for (const jump of jumpsBefore) {
+        if (!touched.has(jump.comment)) {
+          assert.ok(jumpsAfter.has(jump.handle), `${label}: ${jump.comment}`);
+        }
+      }
+      current = next;
+    }
+    backend.removeAll();
+  });
+
+  Deno.test("NftBackend.apply() falls back to a full batch when a remembered handle is stale", async () => {
     using backend = new NftBackend();
     backend.apply(CONFORMANCE_V1, null);
-    const h = (await palisadeRules(ns)).find((r) =>
+    // A hand edit: the jump of block-dns-in deleted with the nft CLI.
+    const h = (await palisadeRules(ns, "jumps")).find((r) =>
       r.comment === "block-dns-in"
     )?.handle;
     const del = await nsSpawn(ns, [
@@ -235,9 +308,63 @@ if (inside) {
       `delete rule inet palisade input handle ${h}`,
     ]);
     assert.equal(del.code, 0, del.stderr);
-    assert.equal(backend.readBack(CONFORMANCE_V1).ok, false);
-    const stats = backend.apply(CONFORMANCE_V2, CONFORMANCE_V1);
+    assert.match(
+      (backend.readBack(CONFORMANCE_V1) as { detail: string }).detail,
+      /^chain input has rule "block-scanners" at position 2, expected block-dns-in$/,
+    );
+    const next = {
+      ...CONFORMANCE_V2,
+      rules: CONFORMANCE_V2.rules.filter((r) => r.id !== "block-dns-in"),
+    };
+    const stats = backend.apply(next, CONFORMANCE_V1);
     assert.equal(stats.incremental, false);
+    assert.deepEqual(stats.removed, ["block-dns-in"]);
+    assert.deepEqual(backend.readBack(next), { ok: true });
+    // Back on the small path once the full batch is known.
+    assert.equal(backend.apply(CONFORMANCE_V2, next).incremental, true);
+    assert.deepEqual(backend.readBack(CONFORMANCE_V2), { ok: true });
+    backend.removeAll();
+  });
+
+  Deno.test("NftBackend.apply() applies in full when another instance wrote last or the table was removed", () => {
+    using first = new NftBackend();
+    using second = new NftBackend();
+    first.apply(CONFORMANCE_V1, null);
+    // Another instance applies V2 over it: first's marker is gone.
+    second.apply(CONFORMANCE_V2, null);
+    const stats = first.apply(CONFORMANCE_V1, CONFORMANCE_V2);
+    assert.equal(stats.incremental, false);
+    assert.deepEqual(stats.changed, ["block-scanners"]);
+    assert.deepEqual(first.readBack(CONFORMANCE_V1), { ok: true });
+    // The second instance's knowledge is now stale as well.
+    assert.equal(
+      second.apply(CONFORMANCE_V2, CONFORMANCE_V1).incremental,
+      false,
+    );
+    assert.deepEqual(second.readBack(CONFORMANCE_V2), { ok: true });
+
+    // A panic in between: the table is gone, the apply rebuilds it.
+    assert.ok(first.removeAll() > 0);
+    const rebuilt = second.apply(CONFORMANCE_V1, CONFORMANCE_V2);
+    assert.equal(rebuilt.incremental, false);
+    assert.deepEqual(second.readBack(CONFORMANCE_V1), { ok: true });
+    assert.equal(
+      second.apply(CONFORMANCE_V2, CONFORMANCE_V1).incremental,
+      true,
+    );
+    assert.deepEqual(second.readBack(CONFORMANCE_V2), { ok: true });
+    second.removeAll();
+  });
+
+  Deno.test("NftBackend.apply() applies in full when current is not what this instance applied", () => {
+    using backend = new NftBackend();
+    backend.apply(CONFORMANCE_V1, null);
+    const stats = backend.apply(CONFORMANCE_V1, CONFORMANCE_V2);
+    assert.equal(stats.incremental, false);
+    assert.deepEqual(backend.readBack(CONFORMANCE_V1), { ok: true });
+    // An equal copy of what was applied is as good as the object.
+    const copy = structuredClone(CONFORMANCE_V1);
+    assert.equal(backend.apply(CONFORMANCE_V2, copy).incremental, true);
     assert.deepEqual(backend.readBack(CONFORMANCE_V2), { ok: true });
     backend.removeAll();
   });
@@ -271,6 +398,12 @@ if (inside) {
     backend.apply(policy, null);
     const rules = await palisadeRules(ns);
     assert.deepEqual(rules.map((r) => r.comment), ["both", "both"]);
+    assert.deepEqual(rules.map((r) => r.chain), ["r-both", "r-both"]);
+    const jumps = await palisadeRules(ns, "jumps");
+    assert.deepEqual(
+      jumps.map((r) => [r.chain, r.comment, r.expr]),
+      [["input", "both", [{ jump: { target: "r-both" } }]]],
+    );
     const text = JSON.stringify(rules);
     assert.match(text, /"@both\.remote4"/);
     assert.match(text, /"@both\.remote6"/);
@@ -335,6 +468,18 @@ if (inside) {
     };
     backend.apply(policy, null);
     assert.deepEqual(backend.readBack(policy), { ok: true });
+    // Jumps created after rules with anonymous sets (port lists,
+    // `meta l4proto { tcp, udp }`) are found by their computed handles.
+    const fewer = {
+      ...policy,
+      rules: policy.rules.filter((r) =>
+        r.id !== "sets" && r.id !== "tcp-sport"
+      ),
+    };
+    assert.equal(backend.apply(fewer, policy).incremental, true);
+    assert.deepEqual(backend.readBack(fewer), { ok: true });
+    assert.equal(backend.apply(policy, fewer).incremental, true);
+    assert.deepEqual(backend.readBack(policy), { ok: true });
     backend.removeAll();
   });
 
@@ -352,10 +497,12 @@ if (inside) {
     assert.deepEqual(backend.readBack(policy), { ok: true });
     assert.equal((await palisadeRules(ns)).length, 1);
     const dump = await nftDump(ns) as {
-      nftables: { set?: { table: string; elem: unknown[] } }[];
+      nftables: { set?: { table: string; name: string; elem: unknown[] } }[];
     };
     const sets = dump.nftables.flatMap((item) =>
-      item.set?.table === "palisade" ? [item.set] : []
+      item.set?.table === "palisade" && item.set.name !== "state"
+        ? [item.set]
+        : []
     );
     assert.equal(sets.length, 1);
     assert.equal(sets[0].elem.length, 50_000);
