@@ -27,8 +27,7 @@ import {
   ruleObject,
   setObject,
 } from "./_nft_compile.ts";
-import type { PolicyDiff } from "./diff.ts";
-import type { NormalPolicy, NormalRule, PortRange } from "./types.ts";
+import { longestIncreasing } from "./_sequence.ts";
 
 /** A batch, what it writes and the handles it allocates. */
 export interface BatchPlan {
@@ -307,79 +306,6 @@ function keptJumps(
     }
   }
   return kept;
-}
-
-/**
- * The diff of `diffPolicies()` (same added, removed, changed, moved
- * and unchanged lists), comparing rules field by field instead of as
- * canonical JSON: a 10,000-rule comparison costs a fraction.
- */
-export function diffRules(
-  a: NormalPolicy | null,
-  b: NormalPolicy | null,
-): PolicyDiff {
-  const before = new Map<string, { rule: NormalRule; index: number }>();
-  (a?.rules ?? []).forEach((rule, index) =>
-    before.set(rule.id, { rule, index })
-  );
-  const after = new Set((b?.rules ?? []).map((r) => r.id));
-  const common: { rule: NormalRule; from: number }[] = [];
-  const added: string[] = [];
-  for (const rule of b?.rules ?? []) {
-    const old = before.get(rule.id);
-    if (old === undefined) added.push(rule.id);
-    else common.push({ rule, from: old.index });
-  }
-  const inOrder = new Set(longestIncreasing(common.map((c) => c.from)));
-  const diff: PolicyDiff = {
-    added,
-    removed: (a?.rules ?? []).filter((r) => !after.has(r.id)).map((r) => r.id),
-    changed: [],
-    moved: [],
-    unchanged: [],
-  };
-  common.forEach(({ rule }, i) => {
-    if (!sameRule(before.get(rule.id)!.rule, rule)) diff.changed.push(rule.id);
-    else if (!inOrder.has(i)) diff.moved.push(rule.id);
-    else diff.unchanged.push(rule.id);
-  });
-  return diff;
-}
-
-function sameRule(a: NormalRule, b: NormalRule): boolean {
-  if (a === b) return true;
-  const strings = (x: string[], y: string[]) =>
-    x.length === y.length && x.every((v, i) => v === y[i]);
-  const ports = (x: PortRange[], y: PortRange[]) =>
-    x.length === y.length &&
-    x.every((v, i) => v.first === y[i].first && v.last === y[i].last);
-  return a.id === b.id && a.action === b.action &&
-    a.direction === b.direction && a.protocol === b.protocol &&
-    a.app === b.app && a.comment === b.comment &&
-    strings(a.remote, b.remote) && strings(a.local, b.local) &&
-    ports(a.remotePorts, b.remotePorts) && ports(a.localPorts, b.localPorts);
-}
-
-/** Indexes of one longest strictly increasing subsequence. */
-function longestIncreasing(values: number[]): number[] {
-  const tails: number[] = [];
-  const previous: number[] = new Array(values.length).fill(-1);
-  for (let i = 0; i < values.length; i++) {
-    let low = 0;
-    let high = tails.length;
-    while (low < high) {
-      const mid = (low + high) >> 1;
-      if (values[tails[mid]] < values[i]) low = mid + 1;
-      else high = mid;
-    }
-    if (low > 0) previous[i] = tails[low - 1];
-    tails[low] = i;
-  }
-  const out: number[] = [];
-  for (let i = tails[tails.length - 1] ?? -1; i >= 0; i = previous[i]) {
-    out.push(i);
-  }
-  return out.reverse();
 }
 
 function nextKept(

@@ -6,7 +6,8 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import type { NormalPolicy, NormalRule } from "./types.ts";
+import { longestIncreasing } from "./_sequence.ts";
+import type { NormalPolicy, NormalRule, PortRange } from "./types.ts";
 
 /** What changed between two policies, as rule IDs in `b`'s order
  * (`removed` in `a`'s order). */
@@ -69,13 +70,36 @@ export function diffPolicies(
     unchanged: [],
   };
   common.forEach(({ rule }, i) => {
-    const old = before.get(rule.id)!.rule;
-    if (canonicalRuleJson(old) !== canonicalRuleJson(rule)) {
+    if (!sameRule(before.get(rule.id)!.rule, rule)) {
       diff.changed.push(rule.id);
     } else if (!inOrder.has(i)) diff.moved.push(rule.id);
     else diff.unchanged.push(rule.id);
   });
   return diff;
+}
+
+/**
+ * True when two normalised rules are identical, field by field: the
+ * same verdict as comparing their canonical JSON, at a fraction of the
+ * cost for large policies.
+ */
+export function sameRule(a: NormalRule, b: NormalRule): boolean {
+  if (a === b) return true;
+  return a.id === b.id && a.action === b.action &&
+    a.direction === b.direction && a.protocol === b.protocol &&
+    a.app === b.app && a.comment === b.comment &&
+    sameStrings(a.remote, b.remote) && sameStrings(a.local, b.local) &&
+    samePorts(a.remotePorts, b.remotePorts) &&
+    samePorts(a.localPorts, b.localPorts);
+}
+
+function sameStrings(x: string[], y: string[]): boolean {
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+function samePorts(x: PortRange[], y: PortRange[]): boolean {
+  return x.length === y.length &&
+    x.every((v, i) => v.first === y[i].first && v.last === y[i].last);
 }
 
 /** True when the diff names no difference. */
@@ -150,29 +174,4 @@ function canonicalRule(rule: NormalRule): Record<string, unknown> {
 
 function hexDigest(text: string): string {
   return bytesToHex(sha256(new TextEncoder().encode(text)));
-}
-
-/** Indices of one longest strictly increasing subsequence of `values`
- * (patience sorting, O(n log n)). */
-function longestIncreasing(values: number[]): Set<number> {
-  const tails: number[] = [];
-  const previous = new Array<number>(values.length).fill(-1);
-  for (let i = 0; i < values.length; i++) {
-    let low = 0;
-    let high = tails.length;
-    while (low < high) {
-      const mid = (low + high) >> 1;
-      if (values[tails[mid]] < values[i]) low = mid + 1;
-      else high = mid;
-    }
-    if (low > 0) previous[i] = tails[low - 1];
-    tails[low] = i;
-  }
-  const keep = new Set<number>();
-  let i = tails.length > 0 ? tails[tails.length - 1] : -1;
-  while (i >= 0) {
-    keep.add(i);
-    i = previous[i];
-  }
-  return keep;
 }

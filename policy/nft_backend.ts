@@ -12,7 +12,7 @@ import {
   type ReadBack,
   type RuleCounter,
 } from "./backend.ts";
-import { isEmptyDiff, type PolicyDiff } from "./diff.ts";
+import { diffPolicies, isEmptyDiff, type PolicyDiff } from "./diff.ts";
 import type { NormalPolicy } from "./types.ts";
 import {
   type CompiledUnit,
@@ -29,7 +29,6 @@ import {
 } from "./_nft_compile.ts";
 import {
   type BatchPlan,
-  diffRules,
   planFull,
   planIncremental,
 } from "./_nft_incremental.ts";
@@ -117,7 +116,7 @@ export class NftBackend implements Backend {
    *   `ruleId` names the rule that caused it when one alone does
    */
   apply(next: NormalPolicy, current: NormalPolicy | null): ApplyStats {
-    const diff = diffRules(current, next);
+    const diff = diffPolicies(current, next);
     const stats = {
       added: diff.added,
       removed: diff.removed,
@@ -300,7 +299,9 @@ export class NftBackend implements Backend {
     const installed = this.#installed;
     if (installed === null) return null;
     if (current === installed.policy) return installed;
-    return isEmptyDiff(diffRules(installed.policy, current)) ? installed : null;
+    return isEmptyDiff(diffPolicies(installed.policy, current))
+      ? installed
+      : null;
   }
 
   /** The marker set's value and handle; null when it cannot be read. */
