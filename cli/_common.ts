@@ -64,3 +64,62 @@ export function printError(command: string, error: unknown): void {
   const message = error instanceof Error ? error.message : String(error);
   console.error(`palisade ${command}: ${message}`);
 }
+
+/** Largest input file a command reads: the envelope bound, 16 MiB. */
+export const MAX_INPUT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Says why a file could not be read, in a few words: "no such file",
+ * "permission denied", "is a folder", or the system's own message.
+ */
+export function fileProblem(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file";
+  if (error instanceof Deno.errors.IsADirectory) return "is a folder";
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return "permission denied";
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return `not granted to this command (${(error as Error).message})`;
+  }
+  const message = (error as Error)?.message ?? String(error);
+  return message.replace(/^(.*?), (stat|open|read|readfile) '.*'$/s, "$1");
+}
+
+/**
+ * Reads the file named on the command line as `what` ("bundle", "trust
+ * store", …), refusing one over `maxBytes` before reading it.
+ *
+ * @throws {Error} "Cannot read <what> <path>: no such file" and the like
+ */
+export async function readInput(
+  path: string,
+  what: string,
+  maxBytes: number = MAX_INPUT_BYTES,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const fail = (why: string, cause?: unknown) =>
+    new Error(`Cannot read ${what} ${path}: ${why}`, { cause });
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (error) {
+    throw fail(fileProblem(error), error);
+  }
+  if (info.isDirectory) throw fail("is a folder");
+  if (info.size > maxBytes) {
+    throw fail(`${info.size} bytes is more than the ${maxBytes}-byte limit`);
+  }
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    throw fail(fileProblem(error), error);
+  }
+}
+
+/** Like {@linkcode readInput}, decoded as UTF-8 text. */
+export async function readInputText(
+  path: string,
+  what: string,
+  maxBytes: number = MAX_INPUT_BYTES,
+): Promise<string> {
+  return new TextDecoder().decode(await readInput(path, what, maxBytes));
+}

@@ -5,7 +5,7 @@
  * @module
  */
 import { APPLY_EXIT, applyBundle } from "../mod.ts";
-import { parseFlags, required, UsageError } from "./_common.ts";
+import { parseFlags, readInput, required, UsageError } from "./_common.ts";
 import { readCaCerts, signerFromKeyFile } from "./_signer.ts";
 
 const HELP = `Usage: palisade apply BUNDLE --to URL --key CONFIRM_KEY
@@ -64,7 +64,7 @@ export async function apply(args: string[]): Promise<number> {
     }
   }
 
-  const bundle = await Deno.readFile(positionals[0]);
+  const bundle = await readInput(positionals[0], "bundle");
   const signer = confirm
     ? await signerFromKeyFile(required(values.key, "key"))
     : undefined;

@@ -15,6 +15,7 @@ import {
   EXIT_OK,
   parseFlags,
   printError,
+  readInputText,
   UsageError,
 } from "./_common.ts";
 
@@ -80,14 +81,7 @@ function readCount(value: string | undefined, fallback: number): number {
 }
 
 async function readPolicyFile(file: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(file);
-  } catch (error) {
-    throw new Error(
-      `Cannot read policy ${file}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
+  return await readInputText(file, "policy");
 }
 
 function summary(

@@ -138,7 +138,10 @@ Deno.test("check exits 1 on usage errors and unreadable files", async () => {
   assert.match(unknown.stderr, /strict/);
   const missing = await palisade(["check", "does-not-exist.jsonc"]);
   assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /Cannot read policy does-not-exist\.jsonc/);
+  assert.match(
+    missing.stderr,
+    /Cannot read policy does-not-exist\.jsonc: no such file\n?$/,
+  );
   const help = await palisade(["check", "--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Usage: palisade check POLICY/);

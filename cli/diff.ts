@@ -6,6 +6,7 @@
  */
 import {
   decodeEnvelope,
+  describeFetchError,
   diffPolicies,
   isEmptyDiff,
   type NormalPolicy,
@@ -23,6 +24,7 @@ import {
   EXIT_OK,
   parseFlags,
   printError,
+  readInputText,
   UsageError,
 } from "./_common.ts";
 
@@ -132,14 +134,7 @@ function readSeconds(value: string | undefined): number {
 }
 
 async function readFileSide(file: string): Promise<Side> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (error) {
-    throw new Error(`Cannot read ${file}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
+  const text = await readInputText(file, "policy or bundle");
 
   // A bundle is strict JSON with a payloadType; anything else is read
   // as a policy, whose parser gives the better message.
@@ -211,14 +206,7 @@ async function readHostSide(host: string, seconds: number): Promise<Side> {
       signal: AbortSignal.timeout(seconds * 1000),
     });
   } catch (error) {
-    const why = (error as Error).name === "TimeoutError"
-      ? `no answer within ${seconds} s`
-      : (error as Error).message;
-    throw new Error(
-      `Cannot reach host ${base.origin}: ${why}; check the URL and that ` +
-        `'palisade serve' listens there`,
-      { cause: error },
-    );
+    throw describeFetchError(url.href, error, seconds * 1000);
   }
 
   const body = await response.text();

@@ -247,7 +247,7 @@ Deno.test("diff --host reports an unreachable host clearly", async () => {
     assert.match(
       stderr,
       new RegExp(
-        `Cannot reach host http://127\\.0\\.0\\.1:${port}: .*check the URL and that 'palisade serve' listens there`,
+        `Cannot reach http://127\\.0\\.0\\.1:${port}/v1/policy: connection refused: nothing listens there \\(is 'palisade serve' running`,
       ),
     );
     const scheme = await palisade([
@@ -279,6 +279,16 @@ Deno.test("diff exits 1 on usage errors and invalid policies", async () => {
     assert.match(
       bad.stderr,
       /bad\.jsonc:1:25 at rules\[0\]: each rule must be an object/,
+    );
+    const missing = await palisade([
+      "diff",
+      `${dir}/old.jsonc`,
+      `${dir}/none.jsonc`,
+    ]);
+    assert.equal(missing.code, 1);
+    assert.match(
+      missing.stderr,
+      /Cannot read policy or bundle .*none\.jsonc: no such file\n?$/,
     );
   });
 });

@@ -7,7 +7,7 @@
  */
 import { removeEngineObjects } from "../mod.ts";
 import { parseFlags, printError } from "./_common.ts";
-import { describeRemoved, engineFlag } from "./_engine.ts";
+import { checkLibrary, chooseEngine, describeRemoved } from "./_engine.ts";
 
 const HELP = `Usage: palisade panic [--engine nft|wfp] [--wfp-library PATH]
                       [--nft-library PATH]
@@ -18,10 +18,13 @@ Palisade's provider. Reads no config and no state and needs no running
 service. Running it again is harmless ("nothing to remove").
 
 Flags:
-  --engine nft|wfp     engine to clean (default: this OS's own, nft on
-                       Linux, wfp on Windows)
-  --wfp-library PATH   fwpuclnt.dll or the WFP simulator library
-  --nft-library PATH   libnftables (default: the system library)
+  --engine nft|wfp     engine to clean (default: the one a library flag
+                       names, else this OS's own: nft on Linux, wfp on
+                       Windows)
+  --wfp-library PATH   fwpuclnt.dll or the WFP simulator library;
+                       implies --engine wfp
+  --nft-library PATH   libnftables (default: the system library);
+                       implies --engine nft
   --help               show this help
 
 Exit codes: 0 removed or nothing to remove, 1 anything else.`;
@@ -39,11 +42,15 @@ export function panic(args: string[]): Promise<number> {
     return Promise.resolve(0);
   }
   try {
-    const removed = removeEngineObjects({
-      engine: engineFlag(values.engine),
+    const flags = {
+      engine: values.engine,
       wfpLibrary: values["wfp-library"],
       nftLibrary: values["nft-library"],
-    });
+    };
+    const engine = chooseEngine(flags);
+    checkLibrary("--wfp-library", flags.wfpLibrary);
+    checkLibrary("--nft-library", flags.nftLibrary);
+    const removed = removeEngineObjects({ ...flags, engine });
     console.log(describeRemoved(removed));
     return Promise.resolve(0);
   } catch (error) {

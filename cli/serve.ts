@@ -30,9 +30,9 @@ export async function serve(args: string[]): Promise<number> {
     return EXIT_OK;
   }
 
-  const service = await startService({
-    configPath: values.config ?? DEFAULT_CONFIG_PATH,
-  });
+  const configPath = values.config ?? DEFAULT_CONFIG_PATH;
+  checkConfigFile(configPath);
+  const service = await startService({ configPath });
   const signals: Deno.Signal[] = Deno.build.os === "windows"
     ? ["SIGINT", "SIGBREAK"]
     : ["SIGTERM", "SIGINT"];
@@ -47,4 +47,23 @@ export async function serve(args: string[]): Promise<number> {
     for (const remove of handlers) remove();
   }
   return EXIT_OK;
+}
+
+/**
+ * Names a missing or unreadable config plainly. Where this command may
+ * not read the path, the service's own check names the grant instead.
+ */
+function checkConfigFile(path: string): void {
+  const query = Deno.permissions.querySync({ name: "read", path });
+  if (query.state !== "granted") return;
+  try {
+    if (Deno.statSync(path).isDirectory) {
+      throw new Error(`Cannot read config ${path}: is a folder`);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Error(`Cannot read config ${path}: no such file`);
+    }
+    throw error;
+  }
 }

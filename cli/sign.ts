@@ -25,6 +25,8 @@ import {
   EXIT_OK,
   parseFlags,
   printError,
+  readInput,
+  readInputText,
   required,
   UsageError,
 } from "./_common.ts";
@@ -124,7 +126,7 @@ export async function sign(args: string[]): Promise<number> {
       );
     }
     const key = parsePrivateKeyPem(
-      await readBounded(values.key!),
+      await readInputText(values.key!, "private key"),
       values.key!,
     );
 
@@ -132,12 +134,16 @@ export async function sign(args: string[]): Promise<number> {
     let statement: BundleStatement;
     if (values.policy !== undefined) {
       const now = new Date();
-      const text = await readBounded(values.policy);
+      const text = await readInputText(values.policy, "policy");
       const { value, warnings } = parsePolicyText(text, values.policy);
       for (const warning of warnings) console.error(`warning: ${warning}`);
+      const serial = serialOf(required(values.serial, "serial"));
+      if ((values.target ?? []).length === 0) {
+        console.error("note: no --target: valid for every host");
+      }
       statement = makeBundleStatement({
         policy: value,
-        serial: serialOf(required(values.serial, "serial")),
+        serial,
         name: values.name,
         targets: values.target ?? [],
         issuedAt: now,
@@ -169,7 +175,7 @@ async function existingBundle(
   path: string,
 ): Promise<{ envelope: Envelope; statement: BundleStatement }> {
   const { envelope, payload } = decodeEnvelope(
-    await Deno.readFile(await boundedPath(path)),
+    await readInput(path, "bundle", MAX_INPUT_BYTES),
   );
   if (envelope.payloadType !== PAYLOAD_TYPES.bundle) {
     throw new Error(
@@ -191,9 +197,21 @@ async function existingBundle(
 
 function serialOf(text: string): number {
   const serial = Number(text);
-  if (!/^(0|[1-9][0-9]*)$/.test(text) || !Number.isSafeInteger(serial)) {
+  if (!/^[0-9]+$/.test(text)) {
     throw new UsageError(
-      `--serial must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, not "${text}"`,
+      `--serial must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, not "${text}"`,
+    );
+  }
+  if (serial < 1) {
+    throw new UsageError(
+      `--serial must be at least 1, not "${text}": a host accepts only ` +
+        `serials above the highest it has accepted, which starts at 0`,
+    );
+  }
+  if (!Number.isSafeInteger(serial)) {
+    throw new UsageError(
+      `--serial ${text} is above ${Number.MAX_SAFE_INTEGER}, the largest ` +
+        `serial every JSON reader keeps exactly`,
     );
   }
   return serial;
@@ -226,20 +244,6 @@ function expiryOf(text: string, now: Date): Date {
     throw new UsageError(`--expires ${text} is not in the future`);
   }
   return new Date(time);
-}
-
-async function readBounded(path: string): Promise<string> {
-  return await Deno.readTextFile(await boundedPath(path));
-}
-
-async function boundedPath(path: string): Promise<string> {
-  const { size } = await Deno.stat(path);
-  if (size > MAX_INPUT_BYTES) {
-    throw new Error(
-      `Cannot read ${path}: ${size} bytes is more than the ${MAX_INPUT_BYTES}-byte limit`,
-    );
-  }
-  return path;
 }
 
 async function exists(path: string): Promise<boolean> {

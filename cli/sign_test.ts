@@ -217,3 +217,81 @@ Deno.test("sign() --help names every flag and --force", async () => {
     assert.ok(help.stdout.includes(flag), flag);
   }
 });
+
+Deno.test("sign() refuses serial 0 and serials JSON would round", () =>
+  withDir(async (dir) => {
+    await setup(dir);
+    const zero = await run(sign, [...base(dir, "0"), "--out", `${dir}/z`]);
+    assert.equal(zero.code, 1);
+    assert.match(zero.stderr, /--serial must be at least 1, not "0"/);
+    const big = await run(sign, [
+      ...base(dir, "9007199254740993"),
+      "--out",
+      `${dir}/big`,
+    ]);
+    assert.equal(big.code, 1);
+    assert.match(
+      big.stderr,
+      /--serial 9007199254740993 is above 9007199254740991/,
+    );
+    await assert.rejects(() => Deno.stat(`${dir}/z`), Deno.errors.NotFound);
+    await assert.rejects(() => Deno.stat(`${dir}/big`), Deno.errors.NotFound);
+  }));
+
+Deno.test("sign() notes on stderr that no --target means every host", () =>
+  withDir(async (dir) => {
+    await setup(dir);
+    const all = await run(sign, [...base(dir), "--out", `${dir}/all.json`]);
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stderr, /no --target: valid for every host/);
+    const one = await run(sign, [
+      ...base(dir),
+      "--target",
+      "web-1",
+      "--out",
+      `${dir}/one.json`,
+    ]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.doesNotMatch(one.stderr, /no --target/);
+  }));
+
+Deno.test("sign() names a missing file argument and its role", () =>
+  withDir(async (dir) => {
+    await setup(dir);
+    const policy = await run(sign, [
+      "--key",
+      `${dir}/a.key`,
+      "--policy",
+      `${dir}/nope.jsonc`,
+      "--serial",
+      "1",
+      "--out",
+      `${dir}/o.json`,
+    ]);
+    assert.equal(policy.code, 1);
+    assert.match(
+      policy.stderr,
+      new RegExp(`Cannot read policy ${dir}/nope\\.jsonc: no such file$`),
+    );
+    const key = await run(
+      sign,
+      [...base(dir), "--out", `${dir}/o.json`]
+        .map((a) => a === `${dir}/a.key` ? `${dir}/none.key` : a),
+    );
+    assert.match(
+      key.stderr,
+      new RegExp(`Cannot read private key ${dir}/none\\.key: no such file$`),
+    );
+    const bundle = await run(sign, [
+      "--key",
+      `${dir}/a.key`,
+      "--bundle",
+      `${dir}/none.json`,
+      "--out",
+      `${dir}/o.json`,
+    ]);
+    assert.match(
+      bundle.stderr,
+      new RegExp(`Cannot read bundle ${dir}/none\\.json: no such file$`),
+    );
+  }));

@@ -1,9 +1,10 @@
 /**
- * `palisade uninstall [--config PATH] [--yes]`: panic, then removes the
- * folders and the service unit Palisade installed, listing each.
+ * `palisade uninstall [--config PATH] [--dry-run]`: panic, then removes
+ * the folders and the service unit Palisade installed, listing each.
  *
  * @module
  */
+import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import {
   DEFAULT_CONFIG_PATH,
@@ -11,7 +12,7 @@ import {
   removeEngineObjects,
 } from "../mod.ts";
 import { parseFlags, printError } from "./_common.ts";
-import { describeRemoved, engineFlag } from "./_engine.ts";
+import { checkLibrary, chooseEngine, describeRemoved } from "./_engine.ts";
 
 const DEFAULT_UNIT = "/etc/systemd/system/palisade.service";
 const DEFAULT_CONFIG_DIR = "/etc/palisade";
@@ -19,7 +20,7 @@ const DEFAULT_STATE_DIR = "/var/lib/palisade";
 const DEFAULT_LOG_DIR = "/var/log/palisade";
 
 const HELP =
-  `Usage: palisade uninstall [--yes] [--config PATH] [--config-dir DIR]
+  `Usage: palisade uninstall [--dry-run] [--config PATH] [--config-dir DIR]
                           [--state-dir DIR] [--log-dir DIR] [--unit PATH]
                           [--engine nft|wfp] [--wfp-library PATH]
                           [--nft-library PATH]
@@ -28,21 +29,27 @@ Removes every firewall object Palisade owns (as panic does), then the
 state folder, the log folder, the config folder and the systemd unit,
 listing each path removed. Folders and engine come from the config
 when it can be read, else from the defaults; flags override both.
-Without --yes it only lists what it would remove.
+Relative paths are taken from the working folder. Running it again is
+harmless ("nothing left").
 
 Flags:
-  --yes               remove without asking
-  --config PATH       service config (default ${DEFAULT_CONFIG_PATH})
+  --dry-run           only list what it would remove; change nothing
+  --config PATH       service config (default ${DEFAULT_CONFIG_PATH});
+                      its folder is the config folder unless
+                      --config-dir says otherwise
   --config-dir DIR    config folder (default /etc/palisade)
   --state-dir DIR     state folder (default: config, else /var/lib/palisade)
   --log-dir DIR       log folder (default: config, else /var/log/palisade)
   --unit PATH         systemd unit (default ${DEFAULT_UNIT})
-  --engine nft|wfp    engine to clean (default: config, else this OS's)
-  --wfp-library PATH  fwpuclnt.dll or the WFP simulator library
-  --nft-library PATH  libnftables
+  --engine nft|wfp    engine to clean (default: the one a library flag
+                      names, else the config's, else this OS's)
+  --wfp-library PATH  fwpuclnt.dll or the WFP simulator; implies wfp
+  --nft-library PATH  libnftables; implies nft
+  --yes               accepted for older scripts; removing is the default
   --help              show this help
 
-Exit codes: 0 removed (or nothing left), 1 anything else.`;
+Exit codes: 0 removed, listed (--dry-run) or nothing left, 1 anything
+else.`;
 
 /** What the config says, as far as it can be read. */
 interface InstalledPaths {
@@ -57,6 +64,7 @@ interface InstalledPaths {
 /** Runs the `uninstall` command and returns its exit code. */
 export async function uninstall(args: string[]): Promise<number> {
   const { values } = parseFlags(args, {
+    "dry-run": { type: "boolean" },
     yes: { type: "boolean" },
     config: { type: "string" },
     "config-dir": { type: "string" },
@@ -73,41 +81,63 @@ export async function uninstall(args: string[]): Promise<number> {
     return 0;
   }
 
-  const configPath = values.config ?? DEFAULT_CONFIG_PATH;
+  const configPath = resolve(values.config ?? DEFAULT_CONFIG_PATH);
   const installed = await readInstalled(configPath);
   if (installed.note) console.log(installed.note);
-  const paths = [
+  const configDir = values["config-dir"] ??
+    (values.config === undefined ? DEFAULT_CONFIG_DIR : dirname(configPath));
+  const wanted = [
     values["state-dir"] ?? installed.stateDir ?? DEFAULT_STATE_DIR,
     values["log-dir"] ?? installed.logDir ?? DEFAULT_LOG_DIR,
-    values["config-dir"] ?? DEFAULT_CONFIG_DIR,
+    configDir,
     configPath,
     values.unit ?? DEFAULT_UNIT,
-  ];
+  ].map((path) => resolve(path));
+  const listed = [...new Set(wanted)].filter((path) =>
+    !wanted.some((other) => other !== path && inside(path, other))
+  );
   const present: string[] = [];
-  for (const path of new Set(paths)) {
-    const unsafe = unsafePath(path);
-    if (unsafe !== null) {
-      printError("uninstall", new Error(`Cannot remove ${path}: ${unsafe}`));
-      return 1;
+  try {
+    for (const path of listed) {
+      const unsafe = unsafePath(path);
+      if (unsafe !== null) throw new Error(`Cannot remove ${path}: ${unsafe}`);
+      if (await exists(path)) present.push(path);
     }
-    if (await exists(path)) present.push(path);
-  }
-
-  const engine = engineFlag(values.engine ?? installed.engine);
-  if (!values.yes) {
-    console.log(`would remove every Palisade object from the ${engine} engine`);
-    for (const path of present) console.log(`would remove ${path}`);
-    console.log("run again with --yes to remove them");
+  } catch (error) {
+    printError("uninstall", error);
     return 1;
   }
 
+  const flags = {
+    engine: values.engine,
+    wfpLibrary: values["wfp-library"],
+    nftLibrary: values["nft-library"],
+  };
+  let engine: "nft" | "wfp";
+  try {
+    engine = chooseEngine(flags, installed.engine);
+    checkLibrary("--wfp-library", flags.wfpLibrary);
+    checkLibrary("--nft-library", flags.nftLibrary);
+  } catch (error) {
+    printError("uninstall", error);
+    return 1;
+  }
+  if (values["dry-run"]) {
+    console.log(`would remove every Palisade object from the ${engine} engine`);
+    for (const path of present) console.log(`would remove ${path}`);
+    if (present.length === 0) console.log("no files to remove");
+    return 0;
+  }
+
+  let objects: number;
   try {
     const removed = removeEngineObjects({
       engine,
-      wfpLibrary: values["wfp-library"] ?? installed.wfpLibrary,
-      nftLibrary: values["nft-library"] ?? installed.nftLibrary,
+      wfpLibrary: flags.wfpLibrary ?? installed.wfpLibrary,
+      nftLibrary: flags.nftLibrary ?? installed.nftLibrary,
     });
-    console.log(describeRemoved(removed));
+    objects = removed.count;
+    if (removed.count > 0) console.log(describeRemoved(removed));
   } catch (error) {
     // Files stay, so that a later attempt still finds the config.
     printError("uninstall", error);
@@ -115,7 +145,6 @@ export async function uninstall(args: string[]): Promise<number> {
   }
 
   for (const path of present) {
-    if (!(await exists(path))) continue; // inside a folder removed before
     try {
       await Deno.remove(path, { recursive: true });
     } catch (error) {
@@ -127,7 +156,16 @@ export async function uninstall(args: string[]): Promise<number> {
     }
     console.log(`removed ${path}`);
   }
-  if (present.length === 0) console.log("no files to remove");
+  if (objects === 0 && present.length === 0) {
+    console.log(
+      `nothing left: no Palisade objects in the ${engine} engine and ` +
+        `none of its files`,
+    );
+  } else if (objects === 0) {
+    console.log(`no Palisade objects left in the ${engine} engine`);
+  } else if (present.length === 0) {
+    console.log("no files to remove");
+  }
   // Limitation: a running service is not stopped and systemd is not
   // reloaded; run `systemctl disable --now palisade` first.
   return 0;
@@ -170,13 +208,35 @@ async function readInstalled(path: string): Promise<InstalledPaths> {
   }
 }
 
-/** Why removing `path` recursively would be reckless, or null. */
+/** Why removing `path` (absolute) recursively would be reckless, or null. */
 function unsafePath(path: string): string | null {
-  if (!path.startsWith("/")) return "the path is not absolute";
-  const parts = path.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) return "the path contains ..";
+  const parts = path.split(/[\\/]/).filter((p) => p !== "");
   if (parts.length < 2) return "refusing to remove a top-level folder";
+  const cwd = workingFolder();
+  if (cwd !== null && (path === cwd || inside(cwd, path))) {
+    return "refusing to remove the working folder or a folder holding it";
+  }
   return null;
+}
+
+/** Makes `path` absolute against the working folder, normalised. */
+function resolve(path: string): string {
+  const full = normalize(isAbsolute(path) ? path : join(Deno.cwd(), path));
+  return full.length > 1 && full.endsWith(sep) ? full.slice(0, -1) : full;
+}
+
+/** The working folder, or null when this command may not read it. */
+function workingFolder(): string | null {
+  try {
+    return Deno.cwd();
+  } catch {
+    return null; // then no relative path was resolved against it either
+  }
+}
+
+/** Whether `path` lies below `folder` (both absolute and normalised). */
+function inside(path: string, folder: string): boolean {
+  return path.startsWith(folder.endsWith(sep) ? folder : folder + sep);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -7,7 +7,7 @@
  */
 import {
   DEFAULT_MAX_ENVELOPE_BYTES,
-  loadTrustStore,
+  parseTrustStore,
   PolicyError,
   validatePolicyValue,
   verifyBundle,
@@ -18,6 +18,8 @@ import {
   EXIT_OK,
   parseFlags,
   printError,
+  readInput,
+  readInputText,
   required,
   UsageError,
 } from "./_common.ts";
@@ -80,15 +82,12 @@ export async function verify(args: string[]): Promise<number> {
   }
 
   try {
-    const trust = await loadTrustStore(trustPath);
-    const { size } = await Deno.stat(file);
-    if (size > DEFAULT_MAX_ENVELOPE_BYTES) {
-      throw new VerifyError(
-        "oversize",
-        `Cannot verify bundle: ${file} has ${size} bytes, more than the ${DEFAULT_MAX_ENVELOPE_BYTES}-byte limit`,
-      );
-    }
-    const { statement, signers } = verifyBundle(await Deno.readFile(file), {
+    const trust = parseTrustStore(
+      await readInputText(trustPath, "trust store"),
+      trustPath,
+    );
+    const bytes = await readBundle(file);
+    const { statement, signers } = verifyBundle(bytes, {
       trust,
       host,
       groups,
@@ -123,6 +122,23 @@ export async function verify(args: string[]): Promise<number> {
     }
     return EXIT_FAIL;
   }
+}
+
+/** Reads the bundle, refusing an oversized one before reading it. */
+async function readBundle(file: string): Promise<Uint8Array<ArrayBuffer>> {
+  let size: number;
+  try {
+    size = (await Deno.stat(file)).size;
+  } catch {
+    size = 0; // readInput names the problem
+  }
+  if (size > DEFAULT_MAX_ENVELOPE_BYTES) {
+    throw new VerifyError(
+      "oversize",
+      `Cannot verify bundle: ${file} has ${size} bytes, more than the ${DEFAULT_MAX_ENVELOPE_BYTES}-byte limit`,
+    );
+  }
+  return await readInput(file, "bundle", DEFAULT_MAX_ENVELOPE_BYTES);
 }
 
 function floorOf(text: string | undefined): number | undefined {

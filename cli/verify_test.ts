@@ -172,3 +172,31 @@ Deno.test("verify() refuses a validly signed bundle whose policy is invalid", ()
     assert.equal(result.code, 1);
     assert.match(result.stderr, /refused \(bad-policy\): Cannot use policy/);
   }));
+
+Deno.test("verify() names a missing bundle or trust store without a raw stat", () =>
+  withDir(async (dir) => {
+    await setup(dir);
+    const bundle = await run(verify, [
+      "--trust",
+      `${dir}/trust.jsonc`,
+      `${dir}/missing.json`,
+    ]);
+    assert.equal(bundle.code, 1);
+    assert.match(
+      bundle.stderr,
+      new RegExp(`Cannot read bundle ${dir}/missing\\.json: no such file$`),
+    );
+    assert.doesNotMatch(bundle.stderr, /stat '/);
+    const trust = await run(verify, [
+      "--trust",
+      `${dir}/none.jsonc`,
+      `${dir}/b.json`,
+    ]);
+    assert.equal(trust.code, 1);
+    assert.match(
+      trust.stderr,
+      new RegExp(`Cannot read trust store ${dir}/none\\.jsonc: no such file$`),
+    );
+    const folder = await run(verify, ["--trust", `${dir}/trust.jsonc`, dir]);
+    assert.match(folder.stderr, /Cannot read bundle .*: is a folder$/);
+  }));

@@ -464,10 +464,18 @@ function checkCatchAll(
         `condition)`
       : "";
     const what = rule.protocol === "any" ? "" : `${rule.protocol} `;
+    // With no address at all, both families are caught, not just the
+    // first one checked.
+    const familyOnly = rule.protocol === "icmp" ||
+      rule.protocol === "icmpv6" ||
+      rule.remote !== undefined || rule.local !== undefined;
+    const traffic = familyOnly
+      ? `${what}IPv${family} traffic`
+      : `${what}traffic`;
     fail(
       ctx,
       here(),
-      `block rule "${rule.id}" matches all ${what}IPv${family} traffic ` +
+      `block rule "${rule.id}" matches all ${traffic} ` +
         `${rule.direction === "in" ? "to" : "from"} this host${widened}: ` +
         `it has no address, port or application condition. Palisade ` +
         `never installs a default-deny (it fails open by design), so a ` +

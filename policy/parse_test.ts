@@ -562,6 +562,11 @@ Deno.test("parsePolicyText() refuses catch-all block rules (fail-open)", () => {
     /merge to 0\.0\.0\.0\/0, which counts as no condition/,
   );
   assert.match(merged.problem, /all tcp IPv4 traffic from this host/);
+  const bare = refuse(text([rule({}, ["remote"])]), catchAll, {
+    path: "rules[0]",
+    ruleId: "r1",
+  });
+  assert.match(bare.problem, /matches all tcp traffic from this host/);
 
   // The same shapes are fine for permit rules: they decide no default.
   const permit = parsePolicyText(

@@ -79,6 +79,90 @@ export class HostError extends Error {
   }
 }
 
+/** A host that could not be reached or did not answer in time. */
+export class UnreachableError extends Error {
+  /** The URL requested. */
+  readonly url: string;
+  /** Why, for people: "connection refused", "no answer within 10 s", … */
+  readonly reason: string;
+
+  constructor(url: string, reason: string, options?: ErrorOptions) {
+    super(`Cannot reach ${url}: ${reason}`, options);
+    this.name = "UnreachableError";
+    this.url = url;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Says why a `fetch` or a connect to `url` failed, in words a person can
+ * act on: timeout, connection refused, name not found, or a TLS
+ * certificate problem (with the hint to pass `--ca`).
+ *
+ * @param url the URL requested
+ * @param error what `fetch` or `Deno.connect` threw
+ * @param timeoutMs the time allowed, for the timeout message
+ * @returns an {@linkcode UnreachableError} naming the URL and the cause
+ *
+ * @example
+ * ```ts
+ * import { describeFetchError } from "./client.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const error = describeFetchError(
+ *   "http://127.0.0.1:7443/v1/status",
+ *   new DOMException("aborted", "TimeoutError"),
+ *   10_000,
+ * );
+ * assert.match(error.message, /127\.0\.0\.1:7443.*no answer within 10 s/);
+ * ```
+ */
+export function describeFetchError(
+  url: string,
+  error: unknown,
+  timeoutMs: number,
+): UnreachableError {
+  const name = (error as Error)?.name;
+  if (name === "TimeoutError") {
+    const seconds = Math.round(timeoutMs / 100) / 10;
+    return new UnreachableError(url, `no answer within ${seconds} s`, {
+      cause: error,
+    });
+  }
+  const cause = (error as Error)?.cause as Error | undefined;
+  const detail = [(error as Error)?.message, cause?.message]
+    .filter((m) => typeof m === "string" && m !== "").join(": ");
+  return new UnreachableError(url, reasonOf(detail), { cause: error });
+}
+
+function reasonOf(detail: string): string {
+  const tail = detail.replace(/^.*client error \(Connect\): /s, "");
+  if (
+    /certificate|UnknownIssuer|CaUsedAsEndEntity|NotValidForName/i.test(tail)
+  ) {
+    return `TLS certificate problem (${tail}); if the host uses a private ` +
+      `CA, pass its certificate with --ca CA.pem`;
+  }
+  if (/corrupt message|InvalidContentType|handshake|tls/i.test(tail)) {
+    return `TLS handshake failed (${tail}); check that the host serves ` +
+      `https on that port, or use http://`;
+  }
+  if (/connection refused/i.test(tail)) {
+    return `connection refused: nothing listens there (is ` +
+      `'palisade serve' running, and is the port right?)`;
+  }
+  if (/dns error|lookup address|Name or service not known/i.test(tail)) {
+    return `cannot resolve the host name (${tail})`;
+  }
+  if (/connection reset/i.test(tail)) {
+    return `connection reset by the host or a firewall on the way`;
+  }
+  if (/unreachable|No route to host/i.test(tail)) {
+    return `network unreachable (${tail})`;
+  }
+  return tail === "" ? "unknown network error" : tail;
+}
+
 /** Push reply fields the client relies on. */
 interface PushReply {
   host: string;
@@ -120,7 +204,8 @@ function endpoint(base: string, path: string): string {
  * afterwards) and returns the parsed JSON reply.
  *
  * @throws {HostError} on a reply that is not 2xx
- * @throws {Error} when the host cannot be reached in `timeoutMs`
+ * @throws {UnreachableError} when the host cannot be reached in
+ *   `timeoutMs`, naming the URL and the cause
  */
 export async function requestJson(
   url: string,
@@ -135,17 +220,23 @@ export async function requestJson(
     caCerts: init.caCerts,
     poolMaxIdlePerHost: 0,
   });
-  const response = await fetch(url, {
-    method: init.method ?? "GET",
-    body: init.body,
-    client,
-    headers: {
-      "content-type": "application/json",
-      connection: "close",
-    },
-    signal: AbortSignal.timeout(init.timeoutMs),
-  });
-  const text = await response.text();
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(url, {
+      method: init.method ?? "GET",
+      body: init.body,
+      client,
+      headers: {
+        "content-type": "application/json",
+        connection: "close",
+      },
+      signal: AbortSignal.timeout(init.timeoutMs),
+    });
+    text = await response.text();
+  } catch (error) {
+    throw describeFetchError(url, error, init.timeoutMs);
+  }
   let value: unknown = null;
   try {
     value = JSON.parse(text);
@@ -203,7 +294,7 @@ export async function runCheck(
         connecting,
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new Error(`Cannot run check ${check}: timed out`)),
+            () => reject(new DOMException("timed out", "TimeoutError")),
             timeoutMs,
           );
         }),
@@ -211,7 +302,8 @@ export async function runCheck(
       conn.close();
     } catch (error) {
       connecting.then((c) => c.close(), () => {});
-      throw error;
+      const why = describeFetchError(check, error, timeoutMs).reason;
+      throw new Error(`Cannot pass check ${check}: ${why}`, { cause: error });
     } finally {
       clearTimeout(timer);
     }
@@ -223,11 +315,17 @@ export async function runCheck(
     );
   }
   using client = Deno.createHttpClient({ caCerts, poolMaxIdlePerHost: 0 });
-  const response = await fetch(url, {
-    client,
-    headers: { connection: "close" },
-    signal: AbortSignal.timeout(timeoutMs),
-  });
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      client,
+      headers: { connection: "close" },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (error) {
+    const why = describeFetchError(check, error, timeoutMs).reason;
+    throw new Error(`Cannot pass check ${check}: ${why}`, { cause: error });
+  }
   await response.body?.cancel();
   if (response.status < 200 || response.status > 299) {
     throw new Error(`Cannot pass check ${check}: HTTP ${response.status}`);
@@ -292,12 +390,15 @@ export async function applyBundle(opts: ApplyOptions): Promise<ApplyOutcome> {
       };
     }
     // Limitation: when the push reply is lost, the outcome on the host is not followed up; the operator checks it with `status`.
-    step("failed", `push failed: ${(error as Error).message}`);
+    const why = error instanceof UnreachableError
+      ? `${error.url}: ${error.reason}`
+      : (error as Error).message;
+    step("failed", `push failed: ${why}`);
     return {
       result: "failed",
       exitCode: APPLY_EXIT.failed,
       generation: null,
-      message: `Cannot push bundle to ${opts.to}: ${(error as Error).message}`,
+      message: `Cannot push bundle to ${opts.to}: ${why}`,
     };
   }
   const deadline = Date.parse(reply.deadline);

@@ -7,6 +7,7 @@ import {
   runCheck,
   type StatementSigner,
   type TimelineStep,
+  UnreachableError,
 } from "./client.ts";
 import { startControlServer } from "./server.ts";
 
@@ -166,4 +167,112 @@ Deno.test("applyBundle() counts an engine refusal as refused, an internal error 
     });
     assert.equal(failed.exitCode, 1);
   });
+});
+
+/** A loopback port with nothing listening on it. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+Deno.test("fetchStatus() names the URL and a refused connection", async () => {
+  const url = `http://127.0.0.1:${closedPort()}`;
+  const error = await fetchStatus(url, { timeoutMs: 2000 }).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(error instanceof UnreachableError, String(error));
+  assert.match(
+    error.message,
+    new RegExp(`^Cannot reach ${url}/v1/status: connection refused`),
+  );
+  assert.doesNotMatch(error.message, /^fetch failed/);
+});
+
+Deno.test("fetchStatus() names a timeout with its length", async () => {
+  // Accepts the connection and never answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })();
+  const { port } = listener.addr as Deno.NetAddr;
+  try {
+    await assert.rejects(
+      fetchStatus(`http://127.0.0.1:${port}`, { timeoutMs: 300 }),
+      /Cannot reach http:\/\/127\.0\.0\.1:\d+\/v1\/status: no answer within 0\.3 s/,
+    );
+  } finally {
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of held) conn.close();
+  }
+});
+
+Deno.test("fetchStatus() explains a certificate problem and suggests --ca", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "palisade-client-" });
+  try {
+    const made = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ed25519",
+        "-nodes",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assert.ok(made.success, "openssl could not make a test certificate");
+    await using server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(`${dir}/cert.pem`),
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+      onListen() {},
+    }, () => Response.json({}));
+    await assert.rejects(
+      fetchStatus(`https://localhost:${server.addr.port}`, {
+        timeoutMs: 5000,
+      }),
+      /Cannot reach https:\/\/localhost:\d+\/v1\/status: TLS certificate problem .*--ca CA\.pem/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("applyBundle() names the URL and the cause when the host is down", async () => {
+  const url = `http://127.0.0.1:${closedPort()}`;
+  const outcome = await applyBundle({
+    bundle: BUNDLE,
+    to: url,
+    signer: fakeSigner,
+    requestTimeoutSeconds: 2,
+  });
+  assert.equal(outcome.exitCode, 1);
+  assert.match(
+    outcome.message,
+    new RegExp(
+      `^Cannot push bundle to ${url}: ${url}/v1/bundles: connection refused`,
+    ),
+  );
+});
+
+Deno.test("runCheck() names a refused tcp check", async () => {
+  const check = `tcp://127.0.0.1:${closedPort()}`;
+  await assert.rejects(
+    runCheck(check, 2000),
+    new RegExp(`Cannot pass check ${check}: connection refused`),
+  );
 });

@@ -40,7 +40,8 @@ export class StrictJsonError extends SyntaxError {
  * @param source names the input in error messages (a path or a label)
  * @returns the parsed value
  * @throws {StrictJsonError} on any syntax error, duplicate key, lone
- *   surrogate, byte order mark or nesting deeper than
+ *   surrogate, byte order mark, integer outside the safe range
+ *   that a double cannot hold exactly, or nesting deeper than
  *   {@linkcode MAX_JSON_DEPTH}
  *
  * @example
@@ -144,6 +145,18 @@ class Parser {
     const number = Number(match[0]);
     if (!Number.isFinite(number)) {
       this.fail(this.pos, "number is out of range");
+    }
+    // A serial or a generation must read the same to every reader: an
+    // integer that a double cannot hold exactly is refused, not rounded.
+    if (
+      /^-?[0-9]+$/.test(match[0]) && !Number.isSafeInteger(number) &&
+      BigInt(match[0]) !== BigInt(number)
+    ) {
+      this.fail(
+        this.pos,
+        `integer ${match[0]} is outside the safe range ` +
+          `(±${Number.MAX_SAFE_INTEGER}) and would lose precision`,
+      );
     }
     this.pos += match[0].length;
     return number;

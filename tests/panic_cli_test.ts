@@ -101,7 +101,77 @@ Deno.test("palisade panic refuses an unknown engine", async (t) => {
   });
 });
 
-Deno.test("palisade uninstall lists without --yes, then panics and removes every path it names", async (t) => {
+const SIM = `${ROOT}tools/wfpsim/libwfpsim.so`;
+
+Deno.test("palisade panic --wfp-library implies the wfp engine and leaves nftables alone", async (t) => {
+  if (!requireRoot(t)) return;
+  await withNetns("panic-wfp", async (ns) => {
+    await loadTables(ns);
+    const before = await nftText(ns, ["-s", "list", "ruleset"]);
+    const result = await palisade(ns, [`--allow-ffi=${SIM}`], [
+      "panic",
+      "--wfp-library",
+      SIM,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), "nothing to remove");
+    assert.equal(await nftText(ns, ["-s", "list", "ruleset"]), before);
+  });
+});
+
+Deno.test("palisade panic refuses contradicting engine flags and names a missing library", async (t) => {
+  if (!requireRoot(t)) return;
+  await withNetns("panic-flags", async (ns) => {
+    await loadTables(ns);
+    const before = await nftText(ns, ["-s", "list", "ruleset"]);
+    const contradiction = await palisade(ns, ["-P=panic"], [
+      "panic",
+      "--engine",
+      "nft",
+      "--wfp-library",
+      SIM,
+    ]);
+    assert.equal(contradiction.code, 1);
+    assert.match(
+      contradiction.stderr,
+      /--engine nft contradicts --wfp-library .*libwfpsim\.so, a library of the wfp engine/,
+    );
+    const both = await palisade(ns, ["-P=panic"], [
+      "panic",
+      "--wfp-library",
+      SIM,
+      "--nft-library",
+      "/usr/lib/x86_64-linux-gnu/libnftables.so.1",
+    ]);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /name different engines/);
+
+    const readable = await palisade(ns, ["--allow-read", "--allow-ffi"], [
+      "panic",
+      "--wfp-library",
+      "/nonexistent.so",
+    ]);
+    assert.equal(readable.code, 1);
+    assert.match(
+      readable.stderr,
+      /Cannot use --wfp-library \/nonexistent\.so: no such file$/m,
+    );
+    const task = await palisade(ns, ["-P=panic"], [
+      "panic",
+      "--wfp-library",
+      "/nonexistent.so",
+    ]);
+    assert.equal(task.code, 1);
+    assert.match(
+      task.stderr,
+      /Cannot use --wfp-library \/nonexistent\.so: it may not exist, and this command's permissions do not allow loading it/,
+    );
+    assert.doesNotMatch(task.stderr, /Requires ffi access/);
+    assert.equal(await nftText(ns, ["-s", "list", "ruleset"]), before);
+  });
+});
+
+Deno.test("palisade uninstall panics and removes every path it names, lists with --dry-run, and is idempotent", async (t) => {
   if (!requireRoot(t)) return;
   const dir = await Deno.makeTempDir({ prefix: "palisade-uninstall-" });
   try {
@@ -126,35 +196,54 @@ Deno.test("palisade uninstall lists without --yes, then panics and removes every
         engine: "nft",
       }),
     );
+    // --config implies its folder; --unit is relative to the working
+    // folder, as a person types it.
     const args = [
       "uninstall",
       "--config",
       `${etc}/config.jsonc`,
-      "--config-dir",
-      etc,
       "--unit",
-      unit,
+      "palisade.service",
     ];
     const permissions = [
       "--allow-read",
       `--allow-write=${dir}`,
       "--allow-ffi",
     ];
+    const run = (ns: string, extra: string[]) =>
+      nsSpawn(ns, [
+        "sh",
+        "-c",
+        `cd "$0" && exec "$@"`,
+        dir,
+        Deno.execPath(),
+        "run",
+        "--config",
+        CONFIG,
+        ...permissions,
+        MAIN,
+        ...args,
+        ...extra,
+      ]);
 
     await withNetns("uninstall", async (ns) => {
       const others = await loadTables(ns);
 
-      const dry = await palisade(ns, permissions, args);
-      assert.equal(dry.code, 1, dry.stderr);
-      for (const path of [state, logs, etc, unit]) {
-        assert.match(dry.stdout, new RegExp(`^would remove ${path}$`, "m"));
-        await Deno.lstat(path);
-      }
+      const dry = await run(ns, ["--dry-run"]);
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.deepEqual(dry.stdout.trim().split("\n"), [
+        "would remove every Palisade object from the nft engine",
+        `would remove ${state}`,
+        `would remove ${logs}`,
+        `would remove ${etc}`,
+        `would remove ${unit}`,
+      ]);
+      for (const path of [state, logs, etc, unit]) await Deno.lstat(path);
       assert.match(await tables(ns), /table inet palisade/);
 
-      const run = await palisade(ns, permissions, [...args, "--yes"]);
-      assert.equal(run.code, 0, run.stderr);
-      const lines = run.stdout.trim().split("\n");
+      const first = await run(ns, []);
+      assert.equal(first.code, 0, first.stderr);
+      const lines = first.stdout.trim().split("\n");
       assert.match(lines[0], /^removed table inet palisade/);
       assert.deepEqual(lines.slice(1), [
         `removed ${state}`,
@@ -168,14 +257,46 @@ Deno.test("palisade uninstall lists without --yes, then panics and removes every
       assert.doesNotMatch(await tables(ns), /palisade/);
       assert.equal(await otherTables(ns), others);
 
-      const again = await palisade(ns, permissions, [...args, "--yes"]);
+      const again = await run(ns, []);
       assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual(again.stdout.trim().split("\n"), [
-        "nothing to remove",
-        "no files to remove",
-      ]);
+      assert.match(again.stdout.trim(), /^nothing left: /);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("palisade uninstall under its permission set says nothing left when nothing is installed", async (t) => {
+  if (!requireRoot(t)) return;
+  for (
+    const path of ["/etc/palisade", "/var/lib/palisade", "/var/log/palisade"]
+  ) {
+    try {
+      await Deno.lstat(path);
+      console.warn(`SKIPPED "${t.name}": ${path} exists on this machine`);
+      return;
+    } catch {
+      // absent, as the test needs
+    }
+  }
+  await withNetns("uninstall-empty", async (ns) => {
+    const result = await palisade(ns, ["-P=uninstall"], ["uninstall"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout.trim(), /^nothing left: /);
+  });
+});
+
+Deno.test("palisade uninstall refuses top-level folders", async (t) => {
+  if (!requireRoot(t)) return;
+  await withNetns("uninstall-root", async (ns) => {
+    for (const dir of ["/", "/etc", "/var/../tmp"]) {
+      const result = await palisade(ns, ["--allow-read", "--allow-ffi"], [
+        "uninstall",
+        "--state-dir",
+        dir,
+      ]);
+      assert.equal(result.code, 1, dir);
+      assert.match(result.stderr, /refusing to remove a top-level folder/);
+    }
+  });
 });
