@@ -122,6 +122,7 @@ export function rollbackCommand(
     nonce?: string;
     host?: string;
     now?: number;
+    validSeconds?: number;
   } = {},
 ): Uint8Array {
   const statement = makeRollbackStatement({
@@ -129,7 +130,7 @@ export function rollbackCommand(
     nonce: opts.nonce ?? crypto.randomUUID(),
     to: opts.to ?? "last-known-good",
     now: new Date(opts.now ?? T0),
-    validSeconds: 60,
+    validSeconds: opts.validSeconds ?? 60,
   });
   return bytesOf(signStatement("rollback", statement, [keys.key]));
 }

@@ -45,6 +45,15 @@ export interface Backend extends Disposable {
   apply(next: NormalPolicy, current: NormalPolicy | null): ApplyStats;
 
   /**
+   * Checks, without touching the engine, that `policy` can be installed:
+   * compiles it as {@linkcode Backend.apply} would. Optional; callers
+   * skip the check when an engine has none.
+   *
+   * @throws {TypeError} the policy uses something this engine cannot do
+   */
+  validate?(policy: NormalPolicy): void;
+
+  /**
    * Removes every object Palisade owns, found by reading the engine, not
    * by a remembered list. Idempotent.
    *

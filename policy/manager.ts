@@ -13,6 +13,7 @@
  * @module
  */
 import {
+  DEFAULT_CLOCK_SKEW_SECONDS,
   type TrustStore,
   verifyBundle,
   verifyConfirm,
@@ -33,6 +34,7 @@ import {
   StateWriteError,
   type StoredGeneration,
   type StoreProblem,
+  type WithdrawnRecord,
 } from "./store.ts";
 import type { NormalPolicy } from "./types.ts";
 
@@ -96,6 +98,9 @@ export interface ManagerOptions {
   fs?: StateFs;
   /** Watchdog timers (test seam); `setTimeout` by default. */
   timers?: ManagerTimers;
+  /** Seconds between read-backs comparing the live engine with the
+   * active policy; 0 or absent: no periodic read-back. */
+  driftCheckSeconds?: number;
 }
 
 /** What a successful push returns. */
@@ -125,7 +130,11 @@ export interface RollbackResult {
 
 /** A snapshot of the manager, cheap enough for every status request. */
 export interface ManagerStatus {
-  state: "idle" | "pending" | "failed-open";
+  /** `pending` inside a commit window, `drifted` when the live engine
+   * no longer holds the active policy, `failed-open` when nothing is
+   * enforced after a failure, `withdrawn` after a signed rollback to
+   * empty, else `idle`. */
+  state: "idle" | "pending" | "drifted" | "failed-open" | "withdrawn";
   active:
     | { generation: number; serial: number; name: string; rules: number }
     | null;
@@ -141,6 +150,13 @@ export interface ManagerStatus {
   stateWritable: boolean;
   highestSerial: number;
   problems: StoreProblem[];
+  /** A signed rollback to empty in force until a push is confirmed. */
+  withdrawn: WithdrawnRecord | null;
+  /** What the last read-back found when the engine differed. */
+  drift: { detail: string; since: string } | null;
+  /** Where used rollback nonces are kept: `disk` survives a restart,
+   * `memory` (state not writable) does not. */
+  rollbackNonces: "disk" | "memory";
 }
 
 /**
@@ -149,25 +165,30 @@ export interface ManagerStatus {
  * `bad-policy`, `bad-window`, `state-read-only`, `state-disk-full`,
  * `state-io`, `engine-failed`, `unsupported-rule`, `no-pending`,
  * `wrong-generation`, `wrong-nonce`, `replayed`, `window-closed`,
- * `same-connection`, `closed`, `internal`), `httpStatus` the status an
- * HTTP front end should answer with.
+ * `issued-before-push`, `same-connection`, `closed`, `internal`),
+ * `httpStatus` the status an HTTP front end should answer with.
+ * `message` is safe to send to a remote client; `logMessage` may name
+ * local paths and is for the log only.
  */
 export class RefusedError extends Error {
   readonly code: string;
   readonly httpStatus: number;
   readonly detail?: Record<string, unknown>;
+  readonly logMessage: string;
 
   constructor(
     code: string,
     httpStatus: number,
     message: string,
     detail?: Record<string, unknown>,
+    logMessage?: string,
   ) {
     super(message);
     this.name = "RefusedError";
     this.code = code;
     this.httpStatus = httpStatus;
     this.detail = detail;
+    this.logMessage = logMessage ?? message;
   }
 }
 
@@ -277,6 +298,13 @@ export class PolicyManager implements AsyncDisposable {
   #stateWritable = false;
   #usedConfirmNonces = new Set<string>();
   #usedRollbackNonces = new Map<string, number>();
+  #noncesOnDisk = true;
+  #withdrawn: WithdrawnRecord | null = null;
+  #drift: ManagerStatus["drift"] = null;
+  #driftTimer: unknown = undefined;
+  /** The last generation whose window closed, to name late heartbeats. */
+  #lastClosed: { generation: number; nonce: string; deadline: number } | null =
+    null;
 
   #queue: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | null = null;
@@ -302,6 +330,7 @@ export class PolicyManager implements AsyncDisposable {
   static async open(opts: ManagerOptions): Promise<PolicyManager> {
     const manager = new PolicyManager(opts);
     await manager.#exclusive(() => manager.#start());
+    manager.#armDrift();
     return manager;
   }
 
@@ -323,7 +352,18 @@ export class PolicyManager implements AsyncDisposable {
     this.#crash("start.after-load");
 
     this.#stateWritable = await this.#probe();
-    const lkg = this.#store.lastKnownGood();
+    this.#usedRollbackNonces = this.#store.rollbackNonces();
+    this.#withdrawn = this.#store.withdrawn;
+    if (this.#withdrawn) {
+      this.#emit("withdrawn", "warn", {
+        since: this.#withdrawn.since,
+        reason: this.#withdrawn.reason,
+        detail: "a signed rollback to empty is in force: nothing is " +
+          "re-applied until a new push is confirmed",
+      });
+    }
+    const storedLkg = this.#store.lastKnownGood();
+    const lkg = this.#withdrawn ? null : storedLkg;
     const pending = this.#store.pending();
     let kept = false;
 
@@ -359,7 +399,9 @@ export class PolicyManager implements AsyncDisposable {
 
     // Stored generations existed but none can be trusted: that is a
     // fall-back to fail-open, not a fresh host.
-    if (!lkg && this.#store.onDisk().length > this.#store.list().length) {
+    if (
+      !storedLkg && this.#store.onDisk().length > this.#store.list().length
+    ) {
       const why = "Cannot restore a last known good policy: no stored " +
         "generation is usable (see problems); nothing is enforced";
       this.#failedOpen = true;
@@ -368,7 +410,8 @@ export class PolicyManager implements AsyncDisposable {
     }
     this.#emit("start", "info", {
       active: this.#active?.generation ?? null,
-      lastKnownGood: lkg?.generation ?? null,
+      lastKnownGood: storedLkg?.generation ?? null,
+      withdrawn: this.#withdrawn !== null,
       kept,
       stateWritable: this.#stateWritable,
       highestSerial: this.#store.highestSerial,
@@ -457,7 +500,15 @@ export class PolicyManager implements AsyncDisposable {
     const lkg = this.#store.lastKnownGood();
     const a = this.#active;
     return {
-      state: p ? "pending" : this.#failedOpen ? "failed-open" : "idle",
+      state: p
+        ? "pending"
+        : this.#drift
+        ? "drifted"
+        : this.#failedOpen
+        ? "failed-open"
+        : this.#withdrawn
+        ? "withdrawn"
+        : "idle",
       active: a
         ? {
           generation: a.generation,
@@ -485,7 +536,79 @@ export class PolicyManager implements AsyncDisposable {
       stateWritable: this.#stateWritable,
       highestSerial: this.#store.highestSerial,
       problems: [...this.#store.problems],
+      withdrawn: this.#withdrawn ? { ...this.#withdrawn } : null,
+      drift: this.#drift ? { ...this.#drift } : null,
+      rollbackNonces: this.#noncesOnDisk ? "disk" : "memory",
     };
+  }
+
+  /**
+   * Reads the live engine back and compares it with the active policy.
+   * A mismatch (e.g. an operator's `panic` beside the service) sets
+   * state `drifted` and `lastError` code `engine-drift` and emits a
+   * `drift` event; nothing is re-applied, so an operator's removal
+   * stays. A push or a restart re-applies; a later match clears it.
+   *
+   * @returns true when the engine holds the active policy
+   */
+  checkDrift(): Promise<boolean> {
+    return this.#exclusive(() => Promise.resolve(this.#checkDrift()));
+  }
+
+  #checkDrift(): boolean {
+    if (this.#closing) return this.#drift === null;
+    const a = this.#active;
+    let detail: string | null = null;
+    try {
+      const result = this.#backend.readBack(a?.policy ?? null);
+      if (!result.ok) detail = result.detail;
+    } catch (error) {
+      detail = `cannot read the engine: ${messageOf(error)}`;
+    }
+    if (detail === null) {
+      if (this.#drift) {
+        this.#clearDrift();
+        this.#trusted = true;
+        this.#emit("drift.cleared", "info", {
+          generation: a?.generation ?? null,
+        });
+      }
+      return true;
+    }
+    const first = this.#drift === null;
+    this.#drift = {
+      detail,
+      since: this.#drift?.since ?? new Date(this.#now()).toISOString(),
+    };
+    this.#trusted = false;
+    if (first) {
+      const what = a ? `generation ${a.generation} ('${a.name}')` : "nothing";
+      this.#fail(
+        "engine-drift",
+        `The live engine no longer holds ${what}: ${detail}; it is not ` +
+          "re-applied automatically, a push or a restart re-applies it",
+      );
+      this.#emit("drift", "warn", {
+        generation: a?.generation ?? null,
+        detail,
+      });
+    }
+    return false;
+  }
+
+  #clearDrift() {
+    this.#drift = null;
+    if (this.#lastError?.code === "engine-drift") this.#lastError = null;
+  }
+
+  #armDrift() {
+    const seconds = this.#opts.driftCheckSeconds ?? 0;
+    if (!(seconds > 0) || this.#closing) return;
+    this.#driftTimer = this.#timers.set(async () => {
+      this.#driftTimer = undefined;
+      await this.checkDrift().catch(() => {});
+      this.#armDrift();
+    }, seconds * 1000);
   }
 
   /** The generation in force and its policy, or null when none is. */
@@ -515,8 +638,16 @@ export class PolicyManager implements AsyncDisposable {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      if (this.#driftTimer !== undefined) {
+        this.#timers.clear(this.#driftTimer);
+        this.#driftTimer = undefined;
+      }
       await this.#queue;
       this.#disarm();
+      if (this.#driftTimer !== undefined) {
+        this.#timers.clear(this.#driftTimer);
+        this.#driftTimer = undefined;
+      }
     })();
     return this.#closing;
   }
@@ -549,7 +680,7 @@ export class PolicyManager implements AsyncDisposable {
           this.#emit("refused", "warn", {
             op,
             code: error.code,
-            reason: error.message,
+            reason: error.logMessage,
             detail: error.detail,
           });
         }
@@ -585,9 +716,18 @@ export class PolicyManager implements AsyncDisposable {
 
   #refuseVerify(error: unknown, what: string): never {
     if (error instanceof VerifyError) {
+      // The trust store's local path stays in the log.
+      const source = this.#opts.trust.source;
+      const message = source
+        ? error.message.split(`trust store ${source}`)
+          .join("the host's trust store")
+          .split(source).join("the host's trust store")
+        : error.message;
       throw new RefusedError(
         error.reason,
         VERIFY_STATUS[error.reason] ?? 400,
+        message,
+        undefined,
         error.message,
       );
     }
@@ -679,6 +819,15 @@ export class PolicyManager implements AsyncDisposable {
           `this host accepts 2 to ${max}`,
         { windowSeconds, max },
       );
+    }
+
+    // Refused before anything is written: no pending generation, and
+    // the serial floor stays where it was.
+    try {
+      this.#backend.validate?.(policy);
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+      throw new RefusedError("unsupported-rule", 422, error.message);
     }
 
     if (!this.#stateWritable) {
@@ -774,6 +923,7 @@ export class PolicyManager implements AsyncDisposable {
       try {
         const stats = this.#backend.apply(gen.policy, current);
         this.#trusted = true;
+        this.#clearDrift();
         this.#emit("apply.commit", "info", {
           ...ids,
           durationMs: Math.round((performance.now() - started) * 1000) / 1000,
@@ -837,6 +987,19 @@ export class PolicyManager implements AsyncDisposable {
       );
     }
     const p = this.#pending;
+    const closed = this.#lastClosed;
+    if (
+      !p && closed && closed.generation === generation &&
+      sameText(nonce, closed.nonce)
+    ) {
+      throw new RefusedError(
+        "window-closed",
+        409,
+        `Cannot confirm generation ${generation}: its window closed at ` +
+          `${new Date(closed.deadline).toISOString()} and it was reverted`,
+        { generation },
+      );
+    }
     if (!p) {
       throw new RefusedError(
         "no-pending",
@@ -859,6 +1022,18 @@ export class PolicyManager implements AsyncDisposable {
         403,
         `Cannot confirm generation ${generation}: the nonce is not the ` +
           "one its push returned",
+      );
+    }
+    const skewMs = DEFAULT_CLOCK_SKEW_SECONDS * 1000;
+    const received = Date.parse(p.gen.record.receivedAt);
+    if (Date.parse(statement.issuedAt) < received - skewMs) {
+      throw new RefusedError(
+        "issued-before-push",
+        403,
+        `Cannot confirm generation ${generation}: the heartbeat was issued ` +
+          `at ${statement.issuedAt}, before the push was received at ` +
+          `${p.gen.record.receivedAt} (clock skew allowed: ` +
+          `${DEFAULT_CLOCK_SKEW_SECONDS} s)`,
       );
     }
     if (this.#now() >= p.deadline) {
@@ -908,6 +1083,7 @@ export class PolicyManager implements AsyncDisposable {
     this.#disarm();
     this.#pending = null;
     this.#active = gen;
+    if (this.#withdrawn) await this.#setWithdrawn(null);
     this.#emit("confirm", "info", {
       generation: gen.generation,
       serial: gen.serial,
@@ -973,7 +1149,7 @@ export class PolicyManager implements AsyncDisposable {
       deadline: new Date(p.deadline).toISOString(),
     });
     await this.#revert(
-      this.#store.lastKnownGood(),
+      this.#withdrawn ? null : this.#store.lastKnownGood(),
       "the commit window closed without a heartbeat",
     );
   }
@@ -986,6 +1162,13 @@ export class PolicyManager implements AsyncDisposable {
     const p = this.#pending;
     this.#disarm();
     this.#pending = null;
+    if (p) {
+      this.#lastClosed = {
+        generation: p.gen.generation,
+        nonce: p.nonce,
+        deadline: p.deadline,
+      };
+    }
     const from = this.#active;
 
     this.#crash("revert.before-apply");
@@ -1028,6 +1211,7 @@ export class PolicyManager implements AsyncDisposable {
           this.#active = target;
           this.#trusted = true;
           this.#failedOpen = false;
+          this.#clearDrift();
           return;
         }
         // The engine holds something else: replace all of it next time.
@@ -1105,6 +1289,26 @@ export class PolicyManager implements AsyncDisposable {
     }
   }
 
+  /** Records or clears the withdrawal; memory follows even when the
+   * write fails (then a restart re-applies the last known good). */
+  async #setWithdrawn(record: WithdrawnRecord | null): Promise<void> {
+    this.#withdrawn = record;
+    try {
+      if ((this.#store.withdrawn === null) !== (record === null) || record) {
+        await this.#store.setWithdrawn(record);
+      }
+    } catch (error) {
+      this.#emit("state.problem", "warn", {
+        file: error instanceof StateWriteError
+          ? error.path
+          : this.#opts.stateDir,
+        reason: `cannot record the ${
+          record ? "rollback to empty" : "end of the rollback to empty"
+        }; it holds until the service restarts: ${messageOf(error)}`,
+      });
+    }
+  }
+
   async #rollback(envelope: Uint8Array): Promise<RollbackResult> {
     let statement;
     try {
@@ -1118,10 +1322,8 @@ export class PolicyManager implements AsyncDisposable {
     }
 
     // A nonce is kept until its command can no longer pass verification
-    // (expiry plus any clock skew allowance).
-    // Limitation: used rollback nonces live in memory only, so a captured
-    // rollback command can be replayed once after a restart, until it
-    // expires (minutes).
+    // (expiry plus any clock skew allowance), on disk so that a restart
+    // does not re-open it.
     const now = this.#now();
     for (const [nonce, expires] of this.#usedRollbackNonces) {
       if (expires + NONCE_MARGIN_MS < now) {
@@ -1146,12 +1348,33 @@ export class PolicyManager implements AsyncDisposable {
       statement.nonce,
       Date.parse(statement.expiresAt),
     );
+    try {
+      await this.#store.saveRollbackNonces(this.#usedRollbackNonces);
+      this.#noncesOnDisk = true;
+    } catch (error) {
+      // Refusing would leave the operator without a rollback; the nonce
+      // is still refused until the service restarts.
+      this.#noncesOnDisk = false;
+      this.#emit("state.problem", "warn", {
+        file: error instanceof StateWriteError
+          ? error.path
+          : this.#opts.stateDir,
+        reason: "used rollback nonces are kept in memory only until the " +
+          `state folder is writable: ${messageOf(error)}`,
+      });
+    }
 
-    // Limitation: a rollback to empty is not recorded in the state
-    // directory, so the next start re-applies the last known good.
     const target = statement.to === "empty"
       ? null
       : this.#store.lastKnownGood();
+    await this.#setWithdrawn(
+      statement.to === "empty"
+        ? {
+          since: new Date(now).toISOString(),
+          reason: "signed rollback to empty",
+        }
+        : null,
+    );
     this.#emit("rollback", "warn", {
       to: statement.to,
       generation: target?.generation ?? null,

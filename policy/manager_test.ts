@@ -78,6 +78,10 @@ async function open(
   };
 }
 
+function installedName(backend: MemoryBackend): string | null {
+  return backend.installed?.name ?? null;
+}
+
 function names(events: ManagerEvent[]): string[] {
   return events.map((e) => e.event);
 }
@@ -603,7 +607,12 @@ Deno.test("PolicyManager.push() refuses a rule the engine cannot express", async
   );
   assert.equal(error.code, "unsupported-rule");
   assert.match(error.message, /no-app/);
-  assert.equal(await statusOnDisk(tmp.dir, 1), "reverted");
+  // Refused before anything was written: no generation, floor unmoved.
+  await assert.rejects(() => statusOnDisk(tmp.dir, 1), Deno.errors.NotFound);
+  assert.equal(h.manager.status().highestSerial, 0);
+  assert.equal(h.backend.count("apply"), 0);
+  const pushed = await h.manager.push(bundle(keys, { serial: 1 }));
+  assert.equal(pushed.generation, 1);
   await h.manager.close();
 });
 
@@ -988,5 +997,200 @@ Deno.test("PolicyManager re-arms a watchdog timer that fires before the deadline
   assert.equal(manager.status().state, "idle");
   assert.equal(await statusOnDisk(tmp.dir, 1), "reverted");
   await manager.close();
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager.rollback() refuses a command replayed after a restart", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  const command = rollbackCommand(keys, { nonce: "n-restart" });
+  await h.manager.rollback(command);
+  assert.equal(h.manager.status().rollbackNonces, "disk");
+  await h.manager.close();
+
+  const again = await h.restart();
+  const error = await rejects(() => again.rollback(command), RefusedError);
+  assert.equal(error.code, "replayed");
+  await again.close();
+});
+
+Deno.test("PolicyManager.rollback() keeps used nonces in memory when the state is read-only", async () => {
+  await using tmp = await tempStateDir();
+  const fs = new FaultyFs();
+  fs.failWith = "read-only";
+  const h = await open(tmp.dir, { fs });
+  const command = rollbackCommand(keys, { nonce: "n-ro" });
+  await h.manager.rollback(command);
+  assert.equal(h.manager.status().rollbackNonces, "memory");
+  assert.ok(
+    h.events.some((e) =>
+      e.event === "state.problem" && /in memory only/.test(String(e.reason))
+    ),
+  );
+  const error = await rejects(() => h.manager.rollback(command), RefusedError);
+  assert.equal(error.code, "replayed");
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager.rollback() refuses a command valid for too long", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  const error = await rejects(
+    () => h.manager.rollback(rollbackCommand(keys, { validSeconds: 86_400 })),
+    RefusedError,
+  );
+  assert.equal(error.code, "bad-statement");
+  assert.match(error.message, /at most 600/);
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager keeps a rollback to empty across restarts until a push is confirmed", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  await pushConfirmed(h, 1);
+  await h.manager.rollback(rollbackCommand(keys, { to: "empty" }));
+  assert.equal(h.manager.status().state, "withdrawn");
+  await h.manager.close();
+
+  // A restart fails open instead of re-applying generation 1.
+  const again = await h.restart();
+  assert.equal(h.backend.installed, null);
+  let status = again.status();
+  assert.equal(status.state, "withdrawn");
+  assert.equal(status.active, null);
+  assert.equal(status.lastKnownGood?.generation, 1);
+  assert.ok(status.withdrawn !== null);
+
+  // A push whose window closes goes back to empty, not to generation 1.
+  await again.push(bundle(keys, { serial: 2, ports: [22] }));
+  await h.clock.advance(31_000);
+  assert.equal(h.backend.installed, null);
+  assert.equal(again.status().state, "withdrawn");
+
+  // A confirmed push ends the withdrawal, also on disk.
+  const pushed = await again.push(bundle(keys, { serial: 3, ports: [23] }), {
+    connection: "c1",
+  });
+  await again.confirm(
+    heartbeat(keys, pushed.generation, pushed.nonce, { now: h.clock.now }),
+    { connection: "c2" },
+  );
+  status = again.status();
+  assert.equal(status.withdrawn, null);
+  assert.equal(status.state, "idle");
+  await again.close();
+  h.backend.setInstalled(null);
+  const third = await h.restart();
+  assert.equal(installedName(h.backend), "policy-3");
+  await third.close();
+});
+
+Deno.test("PolicyManager.checkDrift() reports an engine emptied from outside without re-applying", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir, { driftCheckSeconds: 60 });
+  await pushConfirmed(h, 1);
+  assert.equal(await h.manager.checkDrift(), true);
+
+  h.backend.setInstalled(null); // an operator's panic
+  await h.clock.advance(60_000);
+  let status = h.manager.status();
+  assert.equal(status.state, "drifted");
+  assert.equal(status.lastError?.code, "engine-drift");
+  assert.match(status.drift?.detail ?? "", /./);
+  assert.equal(h.events.filter((e) => e.event === "drift").length, 1);
+  assert.equal(h.backend.installed, null, "the panic must stay in force");
+
+  await h.clock.advance(60_000);
+  assert.equal(h.events.filter((e) => e.event === "drift").length, 1);
+
+  // A push re-applies and clears the drift.
+  await pushConfirmed(h, 2);
+  status = h.manager.status();
+  assert.equal(status.state, "idle");
+  assert.equal(status.drift, null);
+  assert.equal(status.lastError, null);
+  await h.manager.close();
+  assert.equal(h.clock.armed, 0);
+});
+
+Deno.test("PolicyManager.checkDrift() clears when the engine matches again", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  await pushConfirmed(h, 1);
+  const held = h.backend.installed;
+  h.backend.setInstalled(null);
+  assert.equal(await h.manager.checkDrift(), false);
+  h.backend.setInstalled(held);
+  assert.equal(await h.manager.checkDrift(), true);
+  assert.equal(h.manager.status().state, "idle");
+  assert.equal(h.manager.status().lastError, null);
+  assert.ok(names(h.events).includes("drift.cleared"));
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager.confirm() names a heartbeat after the window closed", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  const pushed = await h.manager.push(bundle(keys, { serial: 1 }));
+  await h.clock.advance(31_000);
+  const error = await rejects(
+    () =>
+      h.manager.confirm(
+        heartbeat(keys, pushed.generation, pushed.nonce, { now: h.clock.now }),
+      ),
+    RefusedError,
+  );
+  assert.equal(error.code, "window-closed");
+  assert.match(error.message, /generation 1/);
+  const other = await rejects(
+    () => h.manager.confirm(heartbeat(keys, 1, "f".repeat(32))),
+    RefusedError,
+  );
+  assert.equal(other.code, "no-pending");
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager.confirm() refuses a heartbeat issued before the push", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  const pushed = await h.manager.push(bundle(keys, { serial: 1 }));
+  const error = await rejects(
+    () =>
+      h.manager.confirm(
+        heartbeat(keys, pushed.generation, pushed.nonce, {
+          now: h.clock.now - 3_600_000,
+        }),
+      ),
+    RefusedError,
+  );
+  assert.equal(error.code, "issued-before-push");
+  assert.equal(h.manager.status().state, "pending");
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager.status() drops 'no generations stored yet' once one is", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(`${tmp.dir}/fresh`);
+  assert.ok(
+    h.manager.status().problems.some((p) => /no generations/.test(p.reason)),
+  );
+  await pushConfirmed(h, 1);
+  assert.deepEqual(h.manager.status().problems, []);
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager refusals keep the trust store path out of the message", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  const stranger = makeKeys();
+  const error = await rejects(
+    () => h.manager.push(bundle(stranger, { serial: 1 })),
+    RefusedError,
+  );
+  assert.equal(error.code, "unknown-key");
+  assert.doesNotMatch(error.message, /trust\.jsonc/);
+  assert.match(error.logMessage, /trust\.jsonc/);
+  const logged = h.events.find((e) => e.event === "refused");
+  assert.match(String(logged?.reason), /trust\.jsonc/);
   await h.manager.close();
 });

@@ -153,6 +153,23 @@ export class MemoryBackend implements Backend {
     );
   }
 
+  /**
+   * Refuses what the emulated engine cannot do (an `app` rule on nft);
+   * see {@linkcode Backend.validate}. Touches nothing.
+   *
+   * @throws {TypeError} naming the rule
+   */
+  validate(policy: NormalPolicy): void {
+    if (this.engine !== "nft") return;
+    const withApp = policy.rules.find((r) => r.app !== undefined);
+    if (withApp) {
+      throw new TypeError(
+        `Cannot apply rule ${withApp.id}: the nft engine cannot match ` +
+          "an application path ('app' is Windows only)",
+      );
+    }
+  }
+
   /** Installs `next`; see {@linkcode Backend.apply}. */
   apply(next: NormalPolicy, current: NormalPolicy | null): ApplyStats {
     this.#open("apply policy");
@@ -163,15 +180,11 @@ export class MemoryBackend implements Backend {
     };
     this.calls.push(call);
 
-    if (this.engine === "nft") {
-      const withApp = next.rules.find((r) => r.app !== undefined);
-      if (withApp) {
-        call.failed = true;
-        throw new TypeError(
-          `Cannot apply rule ${withApp.id}: the nft engine cannot match ` +
-            "an application path ('app' is Windows only)",
-        );
-      }
+    try {
+      this.validate(next);
+    } catch (error) {
+      call.failed = true;
+      throw error;
     }
 
     const fault = this.#fault("apply");

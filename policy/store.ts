@@ -8,6 +8,11 @@
  * ```
  * <stateDir>/
  *   floor.json              { highestSerial, highestGeneration }
+ *   withdrawn.json          { since, reason }: a signed rollback to empty
+ *                           is in force (absent otherwise)
+ *   rollback-nonces.json    { nonces: { NONCE: expiresAt } }: used
+ *                           rollback nonces, pruned once expired
+ *   lock                    single-instance lock of the service
  *   probe                   written and removed to test writability
  *   generations/
  *     00000007.bundle.json  the DSSE envelope, bytes as received
@@ -112,8 +117,18 @@ export interface StoreOptions {
   fs?: StateFs;
 }
 
+/** A signed rollback to empty that stays in force across restarts. */
+export interface WithdrawnRecord {
+  /** ISO 8601 time of the rollback. */
+  since: string;
+  reason: string;
+}
+
 /** Default bound on the number of generations kept. */
 export const DEFAULT_MAX_GENERATIONS = 20;
+
+const NO_GENERATIONS =
+  "no generations stored yet (state directory missing or empty)";
 
 const NAME_RE = /^(\d{8})\.(bundle|status)\.json$/;
 const STATUSES: readonly GenerationStatus[] = [
@@ -204,6 +219,8 @@ export class GenerationStore {
   #highestSerial = 0;
   #highestGeneration = 0;
   #onDisk = new Set<number>();
+  #withdrawn: WithdrawnRecord | null = null;
+  #rollbackNonces = new Map<string, number>();
 
   private constructor(dir: string, fs: StateFs, maxGenerations: number) {
     this.dir = dir;
@@ -237,6 +254,8 @@ export class GenerationStore {
 
   async #load(opts: StoreOptions): Promise<void> {
     await this.#loadFloor();
+    await this.#loadWithdrawn();
+    await this.#loadRollbackNonces();
 
     const genDir = this.#genDir();
     let names: string[];
@@ -247,10 +266,7 @@ export class GenerationStore {
         if (this.#highestSerial > 0) {
           this.#problem(genDir, "the generations directory is missing");
         } else {
-          this.#problem(
-            this.dir,
-            "no generations stored yet (state directory missing or empty)",
-          );
+          this.#problem(this.dir, NO_GENERATIONS);
         }
       } else {
         this.#problem(genDir, `cannot list: ${messageOf(error)}`);
@@ -309,6 +325,62 @@ export class GenerationStore {
         path,
         `corrupt, serial floor taken from the generations: ${messageOf(error)}`,
       );
+    }
+  }
+
+  /** A small JSON file: undefined when missing, null when unusable. */
+  async #readJson(path: string): Promise<unknown> {
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(
+        await this.#fs.readFile(path),
+      );
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      this.#problem(path, `cannot read: ${messageOf(error)}`);
+      return null;
+    }
+    try {
+      return parseStrictJson(text, path) ?? null;
+    } catch (error) {
+      this.#problem(path, `corrupt: ${messageOf(error)}`);
+      return null;
+    }
+  }
+
+  async #loadWithdrawn(): Promise<void> {
+    const path = `${this.dir}/withdrawn.json`;
+    const value = await this.#readJson(path) as Record<string, unknown>;
+    if (value === undefined) return;
+    if (
+      typeof value !== "object" || value === null || !isIso(value.since) ||
+      typeof value.reason !== "string"
+    ) {
+      // Safer to keep the withdrawal than to re-apply what it removed.
+      this.#problem(path, "unusable content; the withdrawal is kept");
+      this.#withdrawn = {
+        since: new Date(0).toISOString(),
+        reason: "unreadable withdrawn.json",
+      };
+      return;
+    }
+    this.#withdrawn = { since: value.since, reason: value.reason };
+  }
+
+  async #loadRollbackNonces(): Promise<void> {
+    const path = `${this.dir}/rollback-nonces.json`;
+    const value = await this.#readJson(path) as Record<string, unknown>;
+    if (value === undefined) return;
+    if (value === null) return;
+    const nonces = value?.nonces;
+    if (typeof nonces !== "object" || nonces === null) {
+      this.#problem(path, "field 'nonces' is not an object; ignored");
+      return;
+    }
+    for (const [nonce, expires] of Object.entries(nonces)) {
+      if (isIso(expires)) {
+        this.#rollbackNonces.set(nonce, Date.parse(expires));
+      }
     }
   }
 
@@ -500,6 +572,8 @@ export class GenerationStore {
     this.#highestGeneration = n;
     this.#highestSerial = floor;
     this.#onDisk.add(n);
+    const stale = this.problems.findIndex((p) => p.reason === NO_GENERATIONS);
+    if (stale >= 0) this.problems.splice(stale, 1);
     const stored: StoredGeneration = {
       generation: n,
       serial: statement.serial,
@@ -570,6 +644,59 @@ export class GenerationStore {
       excess--;
     }
     return removed;
+  }
+
+  /** The rollback to empty in force, or null. */
+  get withdrawn(): WithdrawnRecord | null {
+    return this.#withdrawn ? { ...this.#withdrawn } : null;
+  }
+
+  /**
+   * Records (or with null clears) a rollback to empty, so that a restart
+   * fails open instead of re-applying the last known good. Memory
+   * changes only once the write succeeded.
+   *
+   * @throws {StateWriteError} the state directory cannot be written
+   */
+  async setWithdrawn(record: WithdrawnRecord | null): Promise<void> {
+    const path = `${this.dir}/withdrawn.json`;
+    try {
+      if (record === null) {
+        await this.#fs.remove(path);
+      } else {
+        await this.#fs.ensureDir(this.dir);
+        await this.#fs.writeAtomic(path, encode(record));
+      }
+    } catch (error) {
+      throw toStateWriteError(error, path);
+    }
+    this.#withdrawn = record === null ? null : { ...record };
+  }
+
+  /** Used rollback nonces and when each expires (ms since the epoch). */
+  rollbackNonces(): Map<string, number> {
+    return new Map(this.#rollbackNonces);
+  }
+
+  /**
+   * Replaces the stored used rollback nonces with `nonces` (nonce →
+   * expiry in ms since the epoch), written atomically.
+   *
+   * @throws {StateWriteError} the state directory cannot be written
+   */
+  async saveRollbackNonces(nonces: Map<string, number>): Promise<void> {
+    const path = `${this.dir}/rollback-nonces.json`;
+    const out: Record<string, string> = {};
+    for (const [nonce, expires] of nonces) {
+      out[nonce] = new Date(expires).toISOString();
+    }
+    try {
+      await this.#fs.ensureDir(this.dir);
+      await this.#fs.writeAtomic(path, encode({ nonces: out }));
+    } catch (error) {
+      throw toStateWriteError(error, path);
+    }
+    this.#rollbackNonces = new Map(nonces);
   }
 
   /** Generation numbers that have files on disk, oldest first. */

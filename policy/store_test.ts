@@ -384,3 +384,41 @@ Deno.test("GenerationStore on a real full tmpfs reports disk-full", async (t) =>
     await run("umount", tmp.dir);
   }
 });
+
+Deno.test("GenerationStore keeps a withdrawal and used rollback nonces across loads", async () => {
+  await using tmp = await tempStateDir();
+  const store = await load(tmp.dir);
+  assert.equal(store.withdrawn, null);
+  await store.setWithdrawn({ since: new Date(T0).toISOString(), reason: "r" });
+  await store.saveRollbackNonces(new Map([["n-1", T0 + 60_000]]));
+
+  const again = await load(tmp.dir);
+  assert.deepEqual(again.withdrawn, {
+    since: new Date(T0).toISOString(),
+    reason: "r",
+  });
+  assert.deepEqual([...again.rollbackNonces()], [["n-1", T0 + 60_000]]);
+  await again.setWithdrawn(null);
+  assert.equal((await load(tmp.dir)).withdrawn, null);
+});
+
+Deno.test("GenerationStore.load() keeps a withdrawal whose file is damaged", async () => {
+  await using tmp = await tempStateDir();
+  await Deno.mkdir(tmp.dir, { recursive: true });
+  await Deno.writeTextFile(`${tmp.dir}/withdrawn.json`, '{"since": ');
+  await Deno.writeTextFile(`${tmp.dir}/rollback-nonces.json`, "{");
+  const store = await load(tmp.dir);
+  assert.ok(store.withdrawn !== null);
+  const files = store.problems.map((p) => p.file);
+  assert.ok(files.includes(`${tmp.dir}/withdrawn.json`));
+  assert.ok(files.includes(`${tmp.dir}/rollback-nonces.json`));
+  assert.equal(store.rollbackNonces().size, 0);
+});
+
+Deno.test("GenerationStore.addPending() drops the 'no generations stored yet' problem", async () => {
+  await using tmp = await tempStateDir();
+  const store = await load(`${tmp.dir}/fresh`);
+  assert.ok(store.problems.some((p) => /no generations/.test(p.reason)));
+  await add(store, bundle(keys, { serial: 1 }));
+  assert.deepEqual(store.problems, []);
+});

@@ -393,6 +393,20 @@ class WfpBackend implements Backend {
     };
   }
 
+  /**
+   * Compiles `policy` to filters without opening a transaction; see
+   * {@linkcode Backend.validate}. Application paths are resolved by
+   * `apply` itself (a placeholder ID stands in for each here).
+   *
+   * @throws {TypeError} a rule cannot be expressed as WFP filters
+   */
+  validate(policy: NormalPolicy): void {
+    const placeholder = new Uint8Array([0, 0]);
+    policy.rules.forEach((rule, index) =>
+      compileRule(rule, index, rule.app === undefined ? undefined : placeholder)
+    );
+  }
+
   apply(next: NormalPolicy, current: NormalPolicy | null): ApplyStats {
     const nextApps = this.#resolveApps(next);
     const used = new Map<string, CompiledFilter[]>();

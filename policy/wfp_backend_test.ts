@@ -622,3 +622,25 @@ if (REAL_LIBRARY) {
     });
   });
 }
+
+simTest(
+  "WfpBackend.validate() refuses what apply would, without touching the engine",
+  (ctx) => {
+    using backend = openWfpBackend({ library: ctx.path });
+    const bad: NormalPolicy = {
+      name: "bad",
+      rules: [rule("icmp-ports", {
+        protocol: "icmp",
+        remotePorts: [{ first: 80, last: 80 }],
+      })],
+    };
+    assert.throws(() => backend.validate?.(bad), TypeError);
+    assert.throws(() => backend.apply(bad, null), TypeError);
+    backend.validate?.(A);
+    backend.validate?.({
+      name: "app",
+      rules: [rule("app-out", { app: "C:\\not\\installed.exe" })],
+    });
+    assert.equal(ids(ctx).size, 0);
+  },
+);

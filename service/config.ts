@@ -36,6 +36,8 @@ export interface ServiceConfig {
   groups: string[];
   /** Log folder; default `<stateDir>/logs`. */
   logDir: string;
+  /** WFP library: a bare name (`fwpuclnt.dll`) as given, a value with
+   * a path separator relative to the config folder. */
   wfpLibrary: string;
   nftLibrary: string;
   /** WFP objects survive the service (`persistent`) or vanish with its
@@ -49,6 +51,8 @@ export interface ServiceConfig {
   log: { maxBytes: number; files: number };
   /** How many generations the state folder keeps. */
   maxGenerations: number;
+  /** Seconds between read-backs of the live engine (0: off). */
+  driftCheckSeconds: number;
 }
 
 /** A config that cannot be used; `key` is the dotted key at fault. */
@@ -88,6 +92,7 @@ const KNOWN_KEYS = [
   "tls",
   "log",
   "maxGenerations",
+  "driftCheckSeconds",
 ];
 const REQUIRED_KEYS = ["host", "listen", "trust", "stateDir", "engine"];
 const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/;
@@ -232,6 +237,8 @@ export function parseConfig(text: string, source: string): ServiceConfig {
   const wfpLibraryNode = props.get("wfpLibrary");
   const wfpLibrary = wfpLibraryNode === undefined
     ? "fwpuclnt.dll"
+    : /[\\/]/.test(r.string(wfpLibraryNode, "wfpLibrary"))
+    ? r.path(wfpLibraryNode, "wfpLibrary")
     : r.string(wfpLibraryNode, "wfpLibrary");
   const nftLibraryNode = props.get("nftLibrary");
   const nftLibrary = nftLibraryNode === undefined
@@ -306,6 +313,11 @@ export function parseConfig(text: string, source: string): ServiceConfig {
     ? 20
     : r.integer(maxGenerationsNode, "maxGenerations", 2, 10_000);
 
+  const driftNode = props.get("driftCheckSeconds");
+  const driftCheckSeconds = driftNode === undefined
+    ? 60
+    : r.integer(driftNode, "driftCheckSeconds", 0, 86_400);
+
   return {
     source,
     host,
@@ -322,6 +334,7 @@ export function parseConfig(text: string, source: string): ServiceConfig {
     tls,
     log,
     maxGenerations,
+    driftCheckSeconds,
   };
 }
 

@@ -144,3 +144,25 @@ Deno.test("parseConfig() refuses bad values naming the key and reason", () => {
     assert.match(error.message, reason);
   }
 });
+
+Deno.test("parseConfig() takes a wfpLibrary path relative to the config folder", () => {
+  const relative = parseConfig(
+    text({ wfpLibrary: "tools/wfpsim/libwfpsim.so" }),
+    SOURCE,
+  );
+  assert.equal(relative.wfpLibrary, "/etc/palisade/tools/wfpsim/libwfpsim.so");
+  const absolute = parseConfig(text({ wfpLibrary: "/opt/sim.so" }), SOURCE);
+  assert.equal(absolute.wfpLibrary, "/opt/sim.so");
+  const bare = parseConfig(text({ wfpLibrary: "fwpuclnt.dll" }), SOURCE);
+  assert.equal(bare.wfpLibrary, "fwpuclnt.dll");
+});
+
+Deno.test("parseConfig() reads driftCheckSeconds with a default of 60", () => {
+  assert.equal(parseConfig(text(), SOURCE).driftCheckSeconds, 60);
+  assert.equal(
+    parseConfig(text({ driftCheckSeconds: 0 }), SOURCE).driftCheckSeconds,
+    0,
+  );
+  const error = refusal(text({ driftCheckSeconds: -1 }));
+  assert.equal(error.key, "driftCheckSeconds");
+});

@@ -40,6 +40,7 @@ export class Metrics {
   confirms = 0;
   failOpens = 0;
   readBackMismatches = 0;
+  drifts = 0;
   readonly refusals = new Map<string, number>();
   readonly httpResponses = new Map<string, number>();
   readonly #buckets = APPLY_BUCKETS.map(() => 0);
@@ -48,7 +49,7 @@ export class Metrics {
 
   /**
    * Counts one manager event (`apply.commit`, `apply.abort`, `revert`,
-   * `confirm`, `failopen`, `readback.mismatch`, `refused`); other events
+   * `confirm`, `failopen`, `readback.mismatch`, `drift`, `refused`); other events
    * are ignored.
    */
   observe(event: { event: string; [field: string]: unknown }): void {
@@ -73,6 +74,9 @@ export class Metrics {
         break;
       case "readback.mismatch":
         this.readBackMismatches++;
+        break;
+      case "drift":
+        this.drifts++;
         break;
       case "refused": {
         const reason = String(event.code ?? event.reason ?? "unknown");
@@ -156,6 +160,18 @@ export class Metrics {
       "counter",
       "Read-backs where the engine did not hold the expected policy.",
       [["", this.readBackMismatches]],
+    );
+    metric(
+      "palisade_drift_total",
+      "counter",
+      "Periodic read-backs that found the engine changed from outside.",
+      [["", this.drifts]],
+    );
+    metric(
+      "palisade_engine_drifted",
+      "gauge",
+      "1 while the live engine differs from the active policy.",
+      [["", snapshot.state === "drifted" ? 1 : 0]],
     );
     metric(
       "palisade_refusals_total",

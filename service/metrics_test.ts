@@ -43,3 +43,19 @@ Deno.test("Metrics counts manager events and renders Prometheus text", () => {
   }
   assert.ok(text.endsWith("\n"));
 });
+
+Deno.test("Metrics counts engine drift and shows it as a gauge", () => {
+  const metrics = new Metrics();
+  metrics.observe({ event: "drift", detail: "table missing" });
+  const text = metrics.render({
+    state: "drifted",
+    activeGeneration: 1,
+    activeRules: 1,
+    pending: false,
+    secondsLeft: null,
+    stateWritable: true,
+    counters: [],
+  });
+  assert.match(text, /^palisade_drift_total 1$/m);
+  assert.match(text, /^palisade_engine_drifted 1$/m);
+});

@@ -172,6 +172,82 @@ export function connectionId(info: Deno.ServeHandlerInfo): string | null {
   return null;
 }
 
+/**
+ * A stand-in for the policy manager while the service starts: every
+ * route answers 503 `starting` until {@linkcode ManagerGate.ready}
+ * hands over the real manager. It lets the service bind its address
+ * before it touches the engine.
+ */
+export interface ManagerGate {
+  /** Pass this to {@linkcode startControlServer}. */
+  readonly manager: ControlManager;
+  /** From now on, requests go to `manager`. */
+  ready(manager: ControlManager): void;
+}
+
+/**
+ * Makes a {@linkcode ManagerGate}.
+ *
+ * @example
+ * ```ts
+ * import { createManagerGate } from "./server.ts";
+ * const gate = createManagerGate();
+ * try {
+ *   gate.manager.status();
+ *   throw new Error("should answer 503");
+ * } catch (error) {
+ *   if ((error as { status?: number }).status !== 503) throw error;
+ * }
+ * ```
+ */
+export function createManagerGate(): ManagerGate {
+  let real: ControlManager | null = null;
+  const get = (): ControlManager => {
+    if (real !== null) return real;
+    throw new HttpError(
+      503,
+      "starting",
+      "Cannot handle request: the service is starting (restoring the last " +
+        "known good policy); retry in a few seconds",
+    );
+  };
+  return {
+    manager: {
+      push: (envelope, meta) => get().push(envelope, meta),
+      confirm: (envelope, meta) => get().confirm(envelope, meta),
+      rollback: (envelope) => get().rollback(envelope),
+      status: () => get().status(),
+      current: () => get().current(),
+      counters: () => get().counters(),
+    },
+    ready(manager) {
+      real = manager;
+    },
+  };
+}
+
+const POSIX_PATH = /(^|[\s'"(=])\/(?:[^\s'"():,;/]+\/)+[^\s'"():,;]*/g;
+const WINDOWS_PATH = /(^|[\s'"(=])[A-Za-z]:\\[^\s'"():,;]*/g;
+
+/**
+ * Replaces local file paths in a message sent to a remote client with
+ * `<local path>`; the log keeps the full message.
+ *
+ * @example
+ * ```ts
+ * import { redactPaths } from "./server.ts";
+ * const text = redactPaths("Cannot write state file /var/lib/p/x: full");
+ * if (text !== "Cannot write state file <local path>: full") {
+ *   throw new Error(text);
+ * }
+ * ```
+ */
+export function redactPaths(message: string): string {
+  return message
+    .replace(POSIX_PATH, "$1<local path>")
+    .replace(WINDOWS_PATH, "$1<local path>");
+}
+
 function toHttpError(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
   const e = error as {
@@ -187,7 +263,7 @@ function toHttpError(error: unknown): HttpError {
     return new HttpError(
       e.httpStatus,
       e.code,
-      error.message,
+      redactPaths(error.message),
       typeof e.detail === "object" && e.detail !== null ? e.detail : undefined,
     );
   }
@@ -195,7 +271,7 @@ function toHttpError(error: unknown): HttpError {
     500,
     "internal",
     `Cannot handle request: ${
-      error instanceof Error ? error.message : String(error)
+      redactPaths(error instanceof Error ? error.message : String(error))
     }`,
   );
 }
@@ -330,14 +406,17 @@ export function createHandler(
         response = await route(request, info, path);
       } catch (caught) {
         const error = toHttpError(caught);
-        if (error.status >= 500 || error.status === 408) {
+        if (
+          (error.status >= 500 || error.status === 408) &&
+          error.code !== "starting"
+        ) {
           logger?.log({
             level: error.status >= 500 ? "error" : "warn",
             event: "http.error",
             path,
             status: error.status,
             code: error.code,
-            message: error.message,
+            message: caught instanceof Error ? caught.message : error.message,
             connection: connectionId(info),
           });
         } else if (error.status === 413 || error.status === 400) {
@@ -388,6 +467,7 @@ export function startControlServer(
   },
 ): ControlServer {
   const handler = createHandler(opts);
+  // Limitation: Deno.serve (2.9) has no header or idle-connection timeout, so a client that sends headers slowly or holds a connection idle is not cut off (only the body has the 10 s bound); restrict the control port to management addresses with a Palisade permit/block rule pair.
   const common = {
     onListen: () => {},
     onError: (error: unknown) => {

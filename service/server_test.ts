@@ -3,7 +3,9 @@ import { FakeManager } from "./_fake_manager.ts";
 import { Metrics } from "./metrics.ts";
 import {
   createHandler,
+  createManagerGate,
   readBoundedBody,
+  redactPaths,
   startControlServer,
 } from "./server.ts";
 
@@ -172,4 +174,62 @@ Deno.test("startControlServer() answers 408 to a stalled sender over TCP", async
   assert.match(reply, /^HTTP\/1\.1 408/);
   assert.match(reply, /"code":"body-timeout"/);
   assert.equal(manager.pushes, 0);
+});
+
+Deno.test("createManagerGate() answers 503 starting until the manager is ready", async () => {
+  const gate = createManagerGate();
+  const handler = createHandler({ manager: gate.manager, host: "web-1" });
+  for (const path of ["/healthz", "/v1/status", "/metrics"]) {
+    const reply = await handler(new Request(`http://h${path}`), INFO);
+    assert.equal(reply.status, 503, path);
+    assert.equal((await reply.json()).error.code, "starting");
+  }
+  const push = await handler(post("/v1/bundles", {}), INFO);
+  assert.equal(push.status, 503);
+  await push.body?.cancel();
+  gate.ready(new FakeManager(60_000));
+  const ready = await handler(new Request("http://h/healthz"), INFO);
+  assert.equal(ready.status, 200);
+  await ready.body?.cancel();
+});
+
+Deno.test("createHandler() keeps local paths out of refusal messages", async () => {
+  const refusal = Object.assign(
+    new Error(
+      "Cannot write state file /var/lib/palisade/generations/x.json: full",
+    ),
+    { httpStatus: 507, code: "state-disk-full" },
+  );
+  const handler = createHandler({
+    host: "web-1",
+    manager: {
+      ...new FakeManager(60_000),
+      push: () => Promise.reject(refusal),
+      confirm: () => Promise.reject(refusal),
+      rollback: () => Promise.reject(refusal),
+      status: () => ({
+        state: "idle",
+        active: null,
+        pending: null,
+        stateWritable: true,
+      }),
+      current: () => null,
+      counters: () => [],
+    },
+  });
+  const reply = await handler(post("/v1/bundles", { a: 1 }), INFO);
+  assert.equal(reply.status, 507);
+  const body = await reply.json();
+  assert.equal(
+    body.error.message,
+    "Cannot write state file <local path>: full",
+  );
+  assert.equal(
+    redactPaths("trust store C:\\ProgramData\\palisade\\trust.jsonc"),
+    "trust store <local path>",
+  );
+  assert.equal(
+    redactPaths("block 10.0.0.0/8 on /v1"),
+    "block 10.0.0.0/8 on /v1",
+  );
 });

@@ -1,9 +1,12 @@
 /**
  * The host service: reads its config, checks its grants, opens the log,
- * the trust store, the engine and the policy manager (which recovers a
- * window left open by a crash and restores the last known good), and
- * only then listens. Stopping finishes the operation in flight, closes
- * every handle and leaves the active policy in force.
+ * takes the single-instance lock of the state folder, loads the trust
+ * store, binds its listen address (answering 503 `starting` for now),
+ * and only then opens the engine and the policy manager (which recovers
+ * a window left open by a crash and restores the last known good). A
+ * second instance or a taken port therefore fails before any engine
+ * change. Stopping finishes the operation in flight, closes every
+ * handle and leaves the active policy in force.
  *
  * @module
  */
@@ -19,7 +22,14 @@ import { loadConfig, type ServiceConfig } from "./config.ts";
 import { Logger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { preflight } from "./preflight.ts";
-import { type ControlServer, startControlServer } from "./server.ts";
+import {
+  type ControlServer,
+  createManagerGate,
+  startControlServer,
+} from "./server.ts";
+import { acquireStateLock, type StateLock } from "./_state_lock.ts";
+
+export { StateLockError } from "./_state_lock.ts";
 
 /** Options of {@linkcode startService}. */
 export interface ServiceOptions {
@@ -50,11 +60,13 @@ export interface RunningService extends AsyncDisposable {
 }
 
 /**
- * Starts the service: config → permission preflight → logger → trust
- * store → engine → policy manager (recovery) → listen.
+ * Starts the service: config → permission preflight → logger →
+ * single-instance lock → trust store → listen (503 `starting`) →
+ * engine → policy manager (recovery) → ready.
  *
  * @throws {ConfigError} bad config, naming key and position
  * @throws {PreflightError} a path or address outside the grants
+ * @throws {StateLockError} another service holds the state folder
  * @throws {Error} the trust store, engine or listen address failed;
  *   everything opened so far is closed again
  */
@@ -74,6 +86,7 @@ export async function startService(
   let backend: Backend | null = null;
   let manager: PolicyManager | null = null;
   let server: ControlServer | null = null;
+  let lock: StateLock | null = null;
   try {
     logger.info("config", {
       source: config.source,
@@ -84,7 +97,18 @@ export async function startService(
       logDir: config.logDir,
       tls: config.tls !== null,
       commitWindow: config.commitWindow,
+      driftCheckSeconds: config.driftCheckSeconds,
     });
+    // Before the engine is touched: a second service must change nothing.
+    lock = await acquireStateLock(config.stateDir, {
+      listen: config.listen.text,
+    });
+    if (!lock.held) {
+      logger.warn("lock.unavailable", {
+        path: lock.path,
+        reason: lock.warning,
+      });
+    }
     const trust = await loadTrustStore(config.trust);
     let tls: { cert: string; key: string } | null = null;
     if (config.tls !== null) {
@@ -92,6 +116,31 @@ export async function startService(
         cert: await Deno.readTextFile(config.tls.cert),
         key: await Deno.readTextFile(config.tls.key),
       };
+    }
+
+    // Bound before recovery, so that a taken address fails the start
+    // before any engine change.
+    const gate = createManagerGate();
+    try {
+      server = startControlServer({
+        manager: gate.manager,
+        host: config.host,
+        logger,
+        metrics,
+        listen: config.listen,
+        tls,
+      });
+    } catch (error) {
+      const why = error instanceof Deno.errors.AddrInUse
+        ? "the address is in use (another Palisade service or another " +
+          "program listens there)"
+        : error instanceof Error
+        ? error.message
+        : String(error);
+      throw new Error(
+        `Cannot listen on ${config.listen.text}: ${why}; nothing was changed`,
+        { cause: error },
+      );
     }
 
     if (opts.openBackend !== undefined) {
@@ -119,29 +168,24 @@ export async function startService(
       groups: config.groups,
       commitWindow: config.commitWindow,
       maxGenerations: config.maxGenerations,
+      driftCheckSeconds: config.driftCheckSeconds,
       onEvent,
       crashPoint: opts.crashPoint ?? crashHookFromEnv(),
     });
-
-    server = startControlServer({
-      manager,
-      host: config.host,
-      logger,
-      metrics,
-      listen: config.listen,
-      tls,
-    });
+    gate.ready(manager);
   } catch (error) {
     logger.error("start.failed", {
       message: error instanceof Error ? error.message : String(error),
     });
+    await server?.shutdown();
     await manager?.close();
     backend?.close();
+    lock?.close();
     logger.close();
     throw error;
   }
 
-  const addr = server.addr;
+  const addr = (server as ControlServer).addr;
   logger.info("listening", {
     address: "path" in addr ? addr.path : `${addr.hostname}:${addr.port}`,
     tls: config.tls !== null,
@@ -152,13 +196,19 @@ export async function startService(
   const finished = new Promise<void>((resolve) => {
     resolveFinished = resolve;
   });
-  const running = { server, manager, backend: backend as Backend };
+  const running = {
+    server: server as ControlServer,
+    manager,
+    backend: backend as Backend,
+    lock: lock as StateLock,
+  };
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       logger.info("stopping", { reason });
       await running.server.shutdown();
       await running.manager.close();
       running.backend.close();
+      running.lock.close();
       logger.info("stop", { reason });
       logger.close();
       resolveFinished();

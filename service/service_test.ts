@@ -371,3 +371,86 @@ Deno.test("serve refuses to start when the grants miss the state folder", async 
     await Deno.remove(kit.dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "startService() refuses a second instance on the same state folder and leaves the engine as it was",
+  // The refused flock() stays queued in a worker thread until the first
+  // service lets go of the lock.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withService(async (service, kit, backend) => {
+      const base = `http://${kit.listen}`;
+      const pushed = await send(
+        `${base}/v1/bundles`,
+        signedBundle(kit, {
+          serial: 1,
+          policy: blockPolicy("try", 8080, ["10.9.0.2/32"]),
+          window: 30,
+        }),
+      );
+      assert.equal(pushed.status, 200, JSON.stringify(pushed.body));
+      const calls = backend.calls.length;
+      const installed = structuredClone(backend.installed);
+      let opened = 0;
+      const lines: string[] = [];
+      let error: unknown = null;
+      try {
+        await startService({
+          configPath: kit.configPath,
+          console: (line) => lines.push(line),
+          openBackend: () => {
+            opened++;
+            return backend;
+          },
+        });
+      } catch (caught) {
+        error = caught;
+      }
+      assert.ok(error instanceof Error, String(error));
+      assert.match(error.message, /another Palisade service/);
+      assert.match(error.message, new RegExp(`pid ${Deno.pid}`));
+      assert.match(error.message, /state\/lock/);
+      assert.ok(events(lines).includes("start.failed"));
+      assert.equal(opened, 0);
+      assert.equal(backend.calls.length, calls);
+      assert.deepEqual(backend.installed, installed);
+      const status = await send(`${base}/v1/status`);
+      assert.equal(status.body.state, "pending");
+      assert.equal(service.manager.status().pending?.generation, 1);
+    });
+  },
+});
+
+Deno.test("startService() fails on a taken listen address before touching the engine", async () => {
+  await withService(async (_service, kit, backend) => {
+    const other = await makeServiceKit({ listen: kit.listen });
+    try {
+      const calls = backend.calls.length;
+      let opened = 0;
+      let error: unknown = null;
+      try {
+        await startService({
+          configPath: other.configPath,
+          console: null,
+          openBackend: () => {
+            opened++;
+            return backend;
+          },
+        });
+      } catch (caught) {
+        error = caught;
+      }
+      assert.ok(error instanceof Error, String(error));
+      assert.match(
+        error.message,
+        new RegExp(`Cannot listen on ${kit.listen}: the address is in use`),
+      );
+      assert.equal(opened, 0);
+      assert.equal(backend.calls.length, calls);
+    } finally {
+      await Deno.remove(other.dir, { recursive: true });
+    }
+  });
+});

@@ -259,7 +259,8 @@ export function makeConfirmStatement(init: {
 
 /**
  * Builds a rollback statement, valid from `now` for `validSeconds`
- * (default 300).
+ * (default 300). Hosts refuse a validity above 600 seconds
+ * (`MAX_ROLLBACK_VALIDITY_SECONDS` of verify.ts) as `bad-statement`.
  *
  * @throws {TypeError} when a field is invalid
  */

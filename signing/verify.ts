@@ -500,8 +500,15 @@ export function verifyConfirm(
   return { statement, envelope: verified.envelope, signers: verified.signers };
 }
 
+/** Longest validity (`expiresAt - issuedAt`) a rollback may carry. */
+export const MAX_ROLLBACK_VALIDITY_SECONDS = 600;
+
 /** Options of {@linkcode verifyRollback}. */
 export interface VerifyRollbackOptions {
+  /** Longest validity accepted, in seconds (default
+   * {@linkcode MAX_ROLLBACK_VALIDITY_SECONDS}); a longer one is
+   * `bad-statement`. */
+  maxValiditySeconds?: number;
   /** Keys, permissions and thresholds to verify against. */
   trust: TrustStore;
   /** Current time (default: now). */
@@ -523,8 +530,10 @@ export interface VerifiedRollback {
 }
 
 /**
- * Verifies a signed rollback order for this host. The caller still
- * checks that the nonce is one it issued, and uses it once.
+ * Verifies a signed rollback order for this host. Its validity
+ * (`expiresAt - issuedAt`) may be at most `maxValiditySeconds`, so a
+ * captured order cannot be kept for later. The caller still checks
+ * that the nonce is unused, and uses it once.
  *
  * @throws {VerifyError} with the first reason that applies
  *
@@ -578,6 +587,16 @@ function rollback(
   });
   const statement = parseRollbackStatement(verified.value);
 
+  const maxValidity = opts.maxValiditySeconds ?? MAX_ROLLBACK_VALIDITY_SECONDS;
+  const validity =
+    (Date.parse(statement.expiresAt) - Date.parse(statement.issuedAt)) / 1000;
+  if (validity > maxValidity) {
+    throw new VerifyError(
+      "bad-statement",
+      `The rollback is valid for ${validity} seconds (${statement.issuedAt} ` +
+        `to ${statement.expiresAt}); at most ${maxValidity} are accepted`,
+    );
+  }
   checkPeriod(statement.issuedAt, statement.expiresAt, "rollback", opts);
   checkHost(statement.host, opts.host, "rollback");
 

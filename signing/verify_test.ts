@@ -635,6 +635,32 @@ Deno.test("verifyRollback() accepts a rollback for this host until it expires", 
   );
 });
 
+Deno.test("verifyRollback() refuses a validity longer than the maximum", () => {
+  const envelope = signStatement(
+    "rollback",
+    makeRollbackStatement({
+      host: HOST,
+      nonce: "n-long",
+      now: NOW,
+      validSeconds: 86_400,
+    }),
+    [KEY],
+  );
+  refuses(
+    "bad-statement",
+    () =>
+      verifyRollback(text(envelope), { trust: TRUST, host: HOST, now: NOW }),
+    /at most 600/,
+  );
+  const verified = verifyRollback(text(envelope), {
+    trust: TRUST,
+    host: HOST,
+    now: NOW,
+    maxValiditySeconds: 86_400,
+  });
+  assert.equal(verified.statement.nonce, "n-long");
+});
+
 Deno.test("verifyRollback() refuses an unknown target state", () => {
   const value = {
     ...makeRollbackStatement({ host: HOST, nonce: "n", now: NOW }),

@@ -16,6 +16,7 @@ import {
   blockPolicy,
   makeServiceKit,
   operatorArgv,
+  serveArgv,
   ServeProcess,
   type ServiceKit,
   signedBundle,
@@ -319,5 +320,26 @@ Deno.test("service: replays, foreign hosts, lower serials and bad signatures cha
     const rss = await env.serve.rssKiB();
     console.log(`idle RSS of serve: ${rss} KiB`);
     assert.ok(rss > 0, "no RSS figure");
+  });
+});
+
+Deno.test("service: a second serve on the same host changes nothing", async (t) => {
+  if (!requireRoot(t)) return;
+  await withHost(async (env) => {
+    const file = await writeFile(env, "b1.json", bundleFor(env, 1, 30));
+    const pushed = await post(env, "/v1/bundles", file);
+    assert.equal(pushed.status, 200, JSON.stringify(pushed.body));
+    const before = await nftDump(env.pair.a);
+
+    const second = await nsSpawn(env.pair.a, serveArgv(env.kit));
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, /another Palisade service \(pid \d+/);
+    assert.match(second.stderr, /state\/lock/);
+    assert.deepEqual(await nftDump(env.pair.a), before);
+    assert.equal(await appReachable(env), false, "the block stays");
+
+    const status = await post(env, "/v1/status");
+    assert.equal(status.body.state, "pending");
+    assert.equal(status.body.pending.generation, 1);
   });
 });
