@@ -9,6 +9,7 @@ import {
   encodeProvider,
   encodeSession,
   encodeSubLayer,
+  FilterEncoder,
   type WfpFilter,
 } from "./codec.ts";
 import {
@@ -119,6 +120,108 @@ Deno.test("encodeFilter() writes fields at the table's offsets", () => {
   assert.equal(data.getUint32(at("flags"), true), 1);
   // layerKey Data1 of FWPM_LAYER_ALE_AUTH_CONNECT_V6, little-endian.
   assert.equal(data.getUint32(at("layerKey"), true), 0x4a72393b);
+});
+
+/** Decodes what an encoder laid out, without the read-back fields. */
+function decodeEncoded(memory: NativeMemory, bytes: Uint8Array): WfpFilter {
+  const { filterId: _, effectiveWeight: __, ...rest } = decodeFilter(
+    memory,
+    memory.addressOf(bytes),
+  );
+  return rest;
+}
+
+Deno.test("FilterEncoder.encode() reused for filters of every shape lays out each one exactly", () => {
+  using memory = NativeMemory.open(C_LIBRARY);
+  const encoder = new FilterEncoder(memory);
+  const bare: WfpFilter = {
+    key: filterKey("11111111-2222-4333-8444-555555555555"),
+    name: "bare",
+    flags: 0,
+    layerKey: WFP_LAYERS.FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+    subLayerKey: PALISADE_SUBLAYER_KEY,
+    weight: { type: "empty" },
+    conditions: [],
+    action: 0x1002,
+  };
+  const reordered: WfpFilter = {
+    ...FILTER,
+    key: filterKey("0b4b0f4e-54a8-4f1c-8d1a-7e0e2b8f3c12"),
+    conditions: [...FILTER.conditions].reverse().slice(0, 5),
+  };
+  // Fewer, then more, then reordered conditions; keys, provider and
+  // description that come and go: nothing of one filter may leak into
+  // the next.
+  for (const filter of [FILTER, bare, FILTER, reordered, bare, FILTER]) {
+    assert.deepEqual(decodeEncoded(memory, encoder.encode(filter)), filter);
+  }
+});
+
+Deno.test("FilterEncoder.encode() grows for a filter larger than its buffer", () => {
+  using memory = NativeMemory.open(C_LIBRARY);
+  const encoder = new FilterEncoder(memory, 512);
+  const big: WfpFilter = {
+    ...FILTER,
+    name: "n".repeat(5000),
+    conditions: [{
+      field: WFP_CONDITIONS.FWPM_CONDITION_ALE_APP_ID,
+      match: 0,
+      value: { type: "byteBlob", value: new Uint8Array(9000).fill(3) },
+    }, ...FILTER.conditions],
+  };
+  assert.deepEqual(decodeEncoded(memory, encoder.encode(FILTER)), FILTER);
+  assert.deepEqual(decodeEncoded(memory, encoder.encode(big)), big);
+  assert.deepEqual(decodeEncoded(memory, encoder.encode(FILTER)), FILTER);
+});
+
+Deno.test("FilterEncoder.encode() refuses bad values and stays exact afterwards", () => {
+  using memory = NativeMemory.open(C_LIBRARY);
+  const encoder = new FilterEncoder(memory);
+  encoder.encode(FILTER);
+  const badPort: WfpFilter = {
+    ...FILTER,
+    conditions: [{
+      field: WFP_CONDITIONS.FWPM_CONDITION_IP_LOCAL_PORT,
+      match: 0,
+      value: { type: "uint8", value: 300 },
+    }],
+  };
+  assert.throws(() => encoder.encode(badPort), {
+    name: "RangeError",
+    message: "Cannot write FWP_CONDITION_VALUE0.uint8: 300 does not fit UINT8",
+  });
+  assert.throws(
+    () => encoder.encode({ ...FILTER, layerKey: "not-a-guid" as never }),
+    { name: "SyntaxError", message: /^Cannot parse GUID: "not-a-guid"/ },
+  );
+  assert.throws(
+    () =>
+      encoder.encode({
+        ...FILTER,
+        subLayerKey: "zzcb5d87-799b-4fad-b1fc-477d9392b47b" as never,
+      }),
+    SyntaxError,
+  );
+  assert.throws(
+    () =>
+      encoder.encode({
+        ...FILTER,
+        weight: { type: "byteArray16", value: new Uint8Array(15) },
+      }),
+    /expected 16 bytes, got 15/,
+  );
+  assert.deepEqual(decodeEncoded(memory, encoder.encode(FILTER)), FILTER);
+});
+
+Deno.test("FilterEncoder.encode() accepts upper-case and braced GUID text", () => {
+  using memory = NativeMemory.open(C_LIBRARY);
+  const encoder = new FilterEncoder(memory);
+  const shouted = {
+    ...FILTER,
+    key: `{${FILTER.key.toUpperCase()}}` as never,
+    layerKey: FILTER.layerKey.toUpperCase() as never,
+  };
+  assert.deepEqual(decodeEncoded(memory, encoder.encode(shouted)), FILTER);
 });
 
 Deno.test("encodeProvider() and decodeProvider() round-trip", () => {

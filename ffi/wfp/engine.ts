@@ -12,11 +12,11 @@ import {
   decodeFilter,
   decodeProvider,
   decodeSubLayer,
-  encodeFilter,
   encodeFilterTemplate,
   encodeProvider,
   encodeSession,
   encodeSubLayer,
+  FilterEncoder,
   type WfpFilter,
   type WfpFilterTemplate,
   type WfpProvider,
@@ -32,6 +32,7 @@ import {
   type ProviderKey,
   type SubLayerKey,
   WFP_LAYERS,
+  ZERO_GUID,
 } from "./guids.ts";
 import {
   DEFAULT_WFP_LIBRARY,
@@ -214,6 +215,14 @@ function refuseZero(key: Guid, action: string, object: string): void {
   }
 }
 
+/**
+ * True when `key` is (or may be) the zero GUID; canonical text is told
+ * apart by one comparison, anything else by the full check.
+ */
+function isZeroKey(key: Guid): boolean {
+  return key.length === 36 ? key === ZERO_GUID : isZeroGuid(key);
+}
+
 function describeFilter(filter: WfpFilter): string {
   return `filter "${filter.name}" (key ${filter.key}, layer ${
     layerName(filter.layerKey)
@@ -238,6 +247,7 @@ export class WfpEngine implements Disposable {
   readonly library: WfpLibrary;
   #handle: Deno.PointerObject | null;
   #inTransaction = false;
+  #filters: FilterEncoder | null = null;
 
   private constructor(library: WfpLibrary, handle: Deno.PointerObject) {
     this.library = library;
@@ -425,16 +435,26 @@ export class WfpEngine implements Disposable {
    * @throws {RangeError} a zero filter, layer or sublayer key
    */
   addFilter(filter: WfpFilter): FilterId {
-    const object = describeFilter(filter);
-    refuseZero(filter.key, "add WFP", object);
-    refuseZero(filter.layerKey, "add WFP", `${object} at layer`);
-    refuseZero(filter.subLayerKey, "add WFP", `${object} in sublayer`);
-    using arena = new Arena(this.library.memory);
-    const view = encodeFilter(arena, filter);
-    const id = arena.alloc(8);
-    const status = this.#fn.FwpmFilterAdd0(this.#h, view.bytes, null, id);
-    checkWfp(status, "FwpmFilterAdd0", "add WFP", object);
-    return readAddress(id) as FilterId;
+    if (
+      isZeroKey(filter.key) || isZeroKey(filter.layerKey) ||
+      isZeroKey(filter.subLayerKey)
+    ) {
+      const object = describeFilter(filter);
+      refuseZero(filter.key, "add WFP", object);
+      refuseZero(filter.layerKey, "add WFP", `${object} at layer`);
+      refuseZero(filter.subLayerKey, "add WFP", `${object} in sublayer`);
+    }
+    const fn = this.#fn;
+    const handle = this.#h;
+    // One reused buffer per session: the call copies what it needs, and
+    // the encoder stays referenced by the session until it returns.
+    const encoder = this.#filters ??= new FilterEncoder(this.library.memory);
+    const bytes = encoder.encode(filter);
+    const status = fn.FwpmFilterAdd0(handle, bytes, null, encoder.idCell);
+    if (status !== 0) {
+      checkWfp(status, "FwpmFilterAdd0", "add WFP", describeFilter(filter));
+    }
+    return encoder.readId() as FilterId;
   }
 
   /** Deletes a filter by run-time ID. @throws {WfpError} */
@@ -552,6 +572,7 @@ export class WfpEngine implements Disposable {
     checkWfp(status, "FwpmEngineClose0", "close WFP engine");
     this.#handle = null;
     this.#inTransaction = false;
+    this.#filters = null;
   }
 
   /** Same as {@linkcode WfpEngine.close}. */

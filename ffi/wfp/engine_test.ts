@@ -288,6 +288,51 @@ simTest(
 );
 
 simTest(
+  "WfpEngine.addFilter() in one session stores each of many mixed filters as given",
+  ({ library, hooks }) => {
+    const mixed = (n: number): WfpFilter => {
+      const base = filter(n);
+      if (n % 3 === 0) return base;
+      const v4 = {
+        field: WFP_CONDITIONS.FWPM_CONDITION_IP_REMOTE_ADDRESS,
+        match: 0,
+        value: {
+          type: "v4AddrMask" as const,
+          addr: 0x0a000000 + n,
+          mask: ~0 >>> 0,
+        },
+      };
+      return n % 3 === 1
+        ? {
+          ...base,
+          layerKey: WFP_LAYERS.FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+          description: `rule ${n}`,
+          conditions: [v4, ...base.conditions, v4],
+        }
+        : { ...base, providerKey: undefined, conditions: [] };
+    };
+    const filters = Array.from({ length: 30 }, (_, n) => mixed(n));
+    using engine = WfpEngine.open(library);
+    const ids = engine.transaction(() => {
+      engine.addProvider(PROVIDER);
+      engine.addSubLayer(SUBLAYER);
+      return filters.map((f) => engine.addFilter(f));
+    });
+    assert.equal(new Set(ids).size, filters.length);
+    filters.forEach((want, i) => {
+      const { filterId, effectiveWeight: _, ...got } = engine.getFilter(
+        want.key,
+      )!;
+      assert.equal(filterId, ids[i]);
+      const expected: Partial<WfpFilter> = { ...want };
+      if (expected.providerKey === undefined) delete expected.providerKey;
+      assert.deepEqual(got, expected);
+    });
+    assert.equal(hooks.unfreedAllocations(), 0n);
+  },
+);
+
+simTest(
   "WfpEngine.enumFilters() pages through many filters and frees every page",
   ({ library, hooks }) => {
     seed(library, 600);

@@ -274,6 +274,14 @@ export class Arena implements Disposable {
     return bytes;
   }
 
+  /**
+   * Keeps a buffer allocated elsewhere referenced until the arena is
+   * disposed, e.g. one a {@linkcode NativeMemory.addressOf} call saw.
+   */
+  hold(buffer: Uint8Array): void {
+    this.#keep.push(buffer);
+  }
+
   /** Copies `data` into the arena and returns its address. */
   bytes(data: Uint8Array): bigint {
     const copy = this.alloc(data.length);
