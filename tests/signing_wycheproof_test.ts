@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { verifyEd25519 } from "../signing/mod.ts";
+import { verifyEd25519, verifyEd25519Noble } from "../signing/mod.ts";
 
 interface WycheproofTest {
   tcId: number;
@@ -40,4 +40,28 @@ Deno.test("verifyEd25519() accepts exactly the Wycheproof cases marked valid", a
   }
   assert.deepEqual(count, file.numberOfTests);
   assert.deepEqual(wrong, []);
+});
+
+Deno.test("verifyEd25519() gives the same answer as verifyEd25519Noble() on every Wycheproof case", async () => {
+  const file: WycheproofFile = JSON.parse(await Deno.readTextFile(VECTORS));
+  const differ: string[] = [];
+  let count = 0;
+  for (const group of file.testGroups) {
+    const publicKey = Uint8Array.fromHex(group.publicKey.pk);
+    for (const test of group.tests) {
+      count++;
+      const args = [
+        Uint8Array.fromHex(test.sig),
+        Uint8Array.fromHex(test.msg),
+        publicKey,
+      ] as const;
+      const native = verifyEd25519(...args);
+      const noble = verifyEd25519Noble(...args);
+      if (native !== noble) {
+        differ.push(`tcId ${test.tcId}: native ${native}, noble ${noble}`);
+      }
+    }
+  }
+  assert.equal(count, file.numberOfTests);
+  assert.deepEqual(differ, []);
 });
