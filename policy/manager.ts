@@ -27,6 +27,7 @@ import {
   type RuleCounter,
 } from "./backend.ts";
 import { diffPolicies } from "./diff.ts";
+import { ForeignObjectsError } from "./wfp_backend.ts";
 import { PolicyError, validatePolicyValue } from "./parse.ts";
 import {
   GenerationStore,
@@ -1206,7 +1207,7 @@ export class PolicyManager implements AsyncDisposable {
     for (let attempt = 1; attempt <= this.#retry.attempts; attempt++) {
       try {
         if (expected) this.#backend.apply(expected, current);
-        else this.#backend.removeAll();
+        else this.#removeAll(step);
         if (this.#readBackOk(expected)) {
           this.#active = target;
           this.#trusted = true;
@@ -1234,11 +1235,31 @@ export class PolicyManager implements AsyncDisposable {
     );
   }
 
+  /**
+   * Removes every Palisade object. When only an empty sublayer or
+   * provider stays because another product's object uses it, nothing of
+   * Palisade's is enforced: that counts as removed, with a warning.
+   */
+  #removeAll(step: string): number {
+    try {
+      return this.#backend.removeAll();
+    } catch (error) {
+      if (!(error instanceof ForeignObjectsError)) throw error;
+      this.#emit("remove.kept", "warn", {
+        step,
+        removed: error.removed,
+        foreign: error.foreign,
+        ...engineFields(error),
+      });
+      return error.removed;
+    }
+  }
+
   /** Last resort: removes every Palisade object and records why. */
   async #failOpen(why: string): Promise<void> {
     for (let attempt = 1; attempt <= this.#retry.attempts; attempt++) {
       try {
-        const removed = this.#backend.removeAll();
+        const removed = this.#removeAll("failopen");
         if (this.#readBackOk(null)) {
           this.#active = null;
           this.#trusted = true;

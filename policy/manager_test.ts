@@ -10,6 +10,7 @@ import {
 } from "./manager.ts";
 import { MemoryBackend } from "./memory_backend.ts";
 import { EngineError } from "./backend.ts";
+import { ForeignObjectsError } from "./wfp_backend.ts";
 import {
   bundle,
   FakeClock,
@@ -410,6 +411,37 @@ Deno.test("PolicyManager fails open and records the error when read-back keeps m
     h.events.filter((e) => e.event === "readback.mismatch").length,
     3,
   );
+  await h.manager.close();
+});
+
+Deno.test("PolicyManager counts own objects removed beside a kept foreign object as failed open, with a warning", async () => {
+  await using tmp = await tempStateDir();
+  const h = await open(tmp.dir);
+  await h.manager.push(bundle(keys, { serial: 1 }));
+  // As on WFP when another product's filter holds Palisade's sublayer:
+  // Palisade's own rules are gone, the empty sublayer stays.
+  const removeAll = h.backend.removeAll.bind(h.backend);
+  h.backend.removeAll = () => {
+    const removed = removeAll();
+    throw new ForeignObjectsError(
+      "Cannot delete WFP sublayer: FWP_E_IN_USE (0x8032000A) — foreign " +
+        'filter 9 "theirs" is inside it',
+      "FwpmSubLayerDeleteByKey0",
+      removed,
+      ['filter 9 "theirs"'],
+    );
+  };
+  await h.clock.advance(30_000);
+
+  assert.equal(h.backend.installed, null);
+  const status = h.manager.status();
+  assert.notEqual(status.lastError?.code, "failopen-failed");
+  assert.equal(status.active, null);
+  const kept = h.events.filter((e) => e.event === "remove.kept");
+  assert.ok(kept.length >= 1, names(h.events).join());
+  assert.equal(kept[0].level, "warn");
+  assert.deepEqual(kept[0].foreign, ['filter 9 "theirs"']);
+  assert.ok(!names(h.events).includes("revert.failed"));
   await h.manager.close();
 });
 

@@ -219,8 +219,12 @@ export class WfpError extends Error {
   ) {
     const found = describeWfpCode(code);
     const what = object === undefined ? action : `${action} ${object}`;
+    // The call and the hint are part of the message, so logs and the
+    // command line show them without knowing this class.
     super(
-      `Cannot ${what}: ${found.name} (${formatWfpCode(code)}) — ${found.text}`,
+      `Cannot ${what}: ${found.name} (${
+        formatWfpCode(code)
+      }) — ${found.text} (${call}); ${found.hint}`,
       options,
     );
     this.name = "WfpError";
@@ -251,7 +255,9 @@ export class WfpError extends Error {
  * } catch (error) {
  *   console.assert((error as Error).message ===
  *     "Cannot commit WFP transaction: FWP_E_TXN_ABORTED (0x8032000F) " +
- *       "— the transaction was aborted by the engine");
+ *       "— the transaction was aborted by the engine " +
+ *       "(FwpmTransactionCommit0); retry later; if it persists, " +
+ *       "check the BFE service");
  * }
  * ```
  */

@@ -20,7 +20,7 @@ Deno.test("checkWfp() throws a WfpError shaped as the style guide says", () => {
   assert.ok(error instanceof WfpError);
   assert.equal(
     error.message,
-    "Cannot commit WFP transaction: FWP_E_TXN_ABORTED (0x8032000F) — the transaction was aborted by the engine",
+    "Cannot commit WFP transaction: FWP_E_TXN_ABORTED (0x8032000F) — the transaction was aborted by the engine (FwpmTransactionCommit0); retry later; if it persists, check the BFE service",
   );
   assert.equal(error.call, "FwpmTransactionCommit0");
   assert.equal(error.code, 0x8032000f);
@@ -62,5 +62,20 @@ Deno.test("describeWfpCode() flags only timeouts, aborts and an absent BFE as tr
   assert.equal(
     describeWfpCode(5).hint,
     "run as Administrator or as the service account",
+  );
+});
+
+Deno.test("WfpError names the failed call and the operator hint in its message", () => {
+  const error = new WfpError(
+    "delete WFP",
+    "FwpmSubLayerDeleteByKey0",
+    0x8032000a,
+    "sublayer x",
+  );
+  assert.match(error.message, /\(FwpmSubLayerDeleteByKey0\)/);
+  assert.ok(error.message.endsWith(`; ${error.hint}`), error.message);
+  assert.equal(
+    error.hint,
+    "another object still references it; find and remove that first",
   );
 });
