@@ -18,11 +18,22 @@ import {
 import { timeMs } from "./_stats.ts";
 import type { TaskArgs, TaskResult } from "./_worker.ts";
 
+/**
+ * The C loop's key for filter `n`: scattered like keys derived from rule
+ * IDs, so both sides pay the same for the simulator's sorted inserts.
+ */
+export function benchFilterKey(n: number): string {
+  const hex = (value: number | bigint, width: number) =>
+    value.toString(16).padStart(width, "0");
+  const data1 = (BigInt(n) * 2654435761n) & 0xffffffffn;
+  return `${hex(data1, 8)}-${hex((n >>> 16) & 0xffff, 4)}-` +
+    `${hex(n & 0xffff, 4)}-be00-000000000000`;
+}
+
 /** A filter shaped like the C loop's: remote /24, port, TCP, block. */
 function benchFilter(n: number): WfpFilter {
-  const hex = n.toString(16).padStart(12, "0");
   return {
-    key: filterKey(`00000000-0000-4000-8000-${hex}`),
+    key: filterKey(benchFilterKey(n)),
     name: "palisade rule bench",
     flags: 0,
     providerKey: PALISADE_PROVIDER_KEY,
