@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { removeEngineObjects } from "../mod.ts";
+import { crashHookFromEnv, removeEngineObjects } from "../mod.ts";
 import { parseFlags, printError } from "./_common.ts";
 import { checkLibrary, chooseEngine, describeRemoved } from "./_engine.ts";
 
@@ -50,7 +50,13 @@ export function panic(args: string[]): Promise<number> {
     const engine = chooseEngine(flags);
     checkLibrary("--wfp-library", flags.wfpLibrary);
     checkLibrary("--nft-library", flags.nftLibrary);
-    const removed = removeEngineObjects({ ...flags, engine });
+    const removed = removeEngineObjects({
+      ...flags,
+      engine,
+      // Armed only where the environment may be read: never under the
+      // panic permission set, which grants none.
+      crashPoint: crashHookFromEnv(),
+    });
     console.log(describeRemoved(removed));
     return Promise.resolve(0);
   } catch (error) {

@@ -7,6 +7,7 @@
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import {
+  crashHookFromEnv,
   DEFAULT_CONFIG_PATH,
   parseConfig,
   removeEngineObjects,
@@ -135,6 +136,7 @@ export async function uninstall(args: string[]): Promise<number> {
       engine,
       wfpLibrary: flags.wfpLibrary ?? installed.wfpLibrary,
       nftLibrary: flags.nftLibrary ?? installed.nftLibrary,
+      crashPoint: crashHookFromEnv(),
     });
     objects = removed.count;
     if (removed.count > 0) console.log(describeRemoved(removed));

@@ -1,5 +1,29 @@
 import type { NormalPolicy } from "./types.ts";
 
+/**
+ * Named steps inside one engine transaction, at which a backend calls
+ * its `crashPoint` option (a test hook that SIGKILLs the process). The
+ * first seven are WFP's, inside `apply` and `removeAll`; a step that
+ * does not happen in a given transaction is not called (e.g. provider
+ * and sublayer exist already). The last two are nftables': right
+ * before the one batch goes to libnftables, and right after it
+ * returned success.
+ */
+export const ENGINE_CRASH_POINTS = [
+  "engine.after-begin",
+  "engine.after-provider",
+  "engine.after-sublayer",
+  "engine.after-deletes",
+  "engine.after-adds",
+  "engine.before-commit",
+  "engine.after-commit",
+  "engine.before-batch",
+  "engine.after-batch",
+] as const;
+
+/** One of {@linkcode ENGINE_CRASH_POINTS}. */
+export type EngineCrashPoint = typeof ENGINE_CRASH_POINTS[number];
+
 /** What one apply did, for logs and metrics. */
 export interface ApplyStats {
   /** Rule IDs added, removed and changed by this transaction. */

@@ -8,6 +8,7 @@ import { NftContext, NftError } from "../ffi/nft/mod.ts";
 import {
   type ApplyStats,
   type Backend,
+  type EngineCrashPoint,
   EngineError,
   type ReadBack,
   type RuleCounter,
@@ -37,6 +38,13 @@ import {
 export interface NftBackendOptions {
   /** Path of libnftables; default the Debian/Ubuntu x86-64 path. */
   library?: string;
+  /**
+   * Test hook called with `engine.before-batch` right before the batch
+   * of {@linkcode NftBackend.apply} or {@linkcode NftBackend.removeAll}
+   * goes to libnftables and with `engine.after-batch` right after it
+   * succeeded (see `ENGINE_CRASH_POINTS` in `backend.ts`).
+   */
+  crashPoint?: (name: string) => void;
 }
 
 const TABLE = { family: NFT_FAMILY, name: NFT_TABLE };
@@ -80,6 +88,7 @@ const TABLE = { family: NFT_FAMILY, name: NFT_TABLE };
 export class NftBackend implements Backend {
   readonly engine = "nft" as const;
   #nft: NftContext;
+  #crashPoint: ((name: string) => void) | undefined;
   // What this instance committed last; null when unknown.
   // Limitation: hand edits to table inet palisade made with the nft CLI
   // between two applies are seen only by a full apply and by readBack().
@@ -92,6 +101,7 @@ export class NftBackend implements Backend {
    */
   constructor(options: NftBackendOptions = {}) {
     this.#nft = new NftContext({ library: options.library });
+    this.#crashPoint = options.crashPoint;
   }
 
   /**
@@ -135,12 +145,14 @@ export class NftBackend implements Backend {
 
     const plan = planFull(units, newMarker());
     this.#installed = null;
+    this.#step("engine.before-batch");
     try {
       this.#nft.run({ nftables: plan.commands });
     } catch (error) {
       if (!(error instanceof NftError)) throw error;
       throw engineError("apply nftables batch", error, this.#culprit(units));
     }
+    this.#step("engine.after-batch");
     this.#remember(next, units, plan, new Map());
     return { ...stats, incremental: false, objects: plan.objects };
   }
@@ -160,10 +172,12 @@ export class NftBackend implements Backend {
     for (const chain of live.ruleChains.values()) rules += chain.rules.length;
     const count = 1 + live.chainDecl.size + live.setHandles.size + rules;
     this.#installed = null;
+    this.#step("engine.before-batch");
     this.#run(
       { nftables: [{ delete: { table: TABLE } }] },
       "delete table inet palisade",
     );
+    this.#step("engine.after-batch");
     return count;
   }
 
@@ -230,6 +244,11 @@ export class NftBackend implements Backend {
     this.close();
   }
 
+  /** Calls the crash-point test hook, if any, at `name`. */
+  #step(name: EngineCrashPoint): void {
+    this.#crashPoint?.(name);
+  }
+
   /** Runs the small batch when possible; null means "do a full one". */
   #tryIncremental(
     installed: Installed,
@@ -256,6 +275,7 @@ export class NftBackend implements Backend {
       return 0;
     }
     this.#installed = null;
+    this.#step("engine.before-batch");
     try {
       this.#nft.run({ nftables: plan.commands });
     } catch (error) {
@@ -264,6 +284,7 @@ export class NftBackend implements Backend {
       if (error instanceof NftError) return null;
       throw error;
     }
+    this.#step("engine.after-batch");
     for (const id of plan.deletedJumps) jumps.delete(id);
     this.#remember(next, units, plan, jumps);
     return plan.objects;

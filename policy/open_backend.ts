@@ -18,6 +18,11 @@ export interface OpenBackendOptions {
   /** WFP only: objects vanish with the engine session instead of
    * persisting (see the service's `wfpMode`). */
   dynamic?: boolean;
+  /**
+   * Test hook the backend calls at each of its
+   * `ENGINE_CRASH_POINTS` (see `backend.ts`).
+   */
+  crashPoint?: (name: string) => void;
 }
 
 /**
@@ -35,11 +40,15 @@ export interface OpenBackendOptions {
 export function openBackend(opts: OpenBackendOptions): Backend {
   switch (opts.engine) {
     case "nft":
-      return new NftBackend({ library: opts.nftLibrary });
+      return new NftBackend({
+        library: opts.nftLibrary,
+        crashPoint: opts.crashPoint,
+      });
     case "wfp":
       return openWfpBackend({
         library: resolveWfpLibrary(opts.wfpLibrary ?? "fwpuclnt.dll"),
         dynamic: opts.dynamic,
+        crashPoint: opts.crashPoint,
       });
     default:
       throw new TypeError(

@@ -12,3 +12,4 @@ export * from "./metrics.ts";
 export * from "./server.ts";
 export * from "./client.ts";
 export * from "./service.ts";
+export { crashHookFromEnv, CRASHPOINT_ENV } from "./_crash_hook.ts";

@@ -154,6 +154,7 @@ export async function startService(
         wfpLibrary: config.wfpLibrary,
         nftLibrary: config.nftLibrary,
         dynamic: config.wfpMode === "dynamic",
+        crashPoint: crashHookFromEnv(),
       });
     }
     const onEvent = (event: ManagerEvent) => {

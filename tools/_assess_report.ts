@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { ENGINE_CRASH_POINTS } from "../policy/backend.ts";
+import { CRASH_POINTS } from "../policy/manager.ts";
 
 /** One test case as the JUnit report of a run gives it. */
 export interface CaseResult {
@@ -33,9 +35,14 @@ export interface FailureMode {
   recovery: string;
   safeState: string;
   evidence: Evidence[];
+  /** Files whose passed tests name the crash points they exercised. */
+  crashPoints?: string[];
 }
 
 const R = "tests/reliability";
+
+/** Names of the engine crash tests of a push or a revert. */
+const ENGINE_TRANSACTION = /^SIGKILL at each engine crash point of (a|the) /;
 
 /** The failure modes, in the order the report numbers them. */
 export const FAILURE_MODES: FailureMode[] = [
@@ -43,7 +50,9 @@ export const FAILURE_MODES: FailureMode[] = [
     title: "Service crash mid-operation",
     trigger:
       "the service process is SIGKILLed at a named step of push, confirm, " +
-      "revert or start-up (every entry of `CRASH_POINTS`)",
+      "revert or start-up (`CRASH_POINTS` of the manager), or inside the " +
+      "engine transaction of a push or a revert (each step of " +
+      "`ENGINE_CRASH_POINTS` that the transaction passes)",
     impact:
       "the engine may hold the new policy while the state says pending, or " +
       "the old one while the new is recorded",
@@ -63,6 +72,16 @@ export const FAILURE_MODES: FailureMode[] = [
       { file: `${R}/crash_serve_test.ts`, match: /^palisade serve / },
       { file: `${R}/crash_serve_wfp_test.ts`, match: /^palisade serve / },
       { file: "service/_crash_hook_test.ts", match: /./ },
+      { file: `${R}/crash_engine_sim_test.ts`, match: ENGINE_TRANSACTION },
+      { file: `${R}/crash_engine_nft_test.ts`, match: ENGINE_TRANSACTION },
+    ],
+    crashPoints: [
+      `${R}/crash_sim_test.ts`,
+      `${R}/crash_nft_test.ts`,
+      `${R}/crash_serve_test.ts`,
+      `${R}/crash_serve_wfp_test.ts`,
+      `${R}/crash_engine_sim_test.ts`,
+      `${R}/crash_engine_nft_test.ts`,
     ],
   },
   {
@@ -90,10 +109,7 @@ export const FAILURE_MODES: FailureMode[] = [
     detection: "`apply.abort` at level warn with `retry: true`",
     recovery: "retry with backoff; permanent codes are never retried",
     safeState: "the policy is applied once, whole",
-    evidence: [
-      { file: `${R}/faults_sim_test.ts`, match: /transient/ },
-      { file: `${R}/faults_sim_test.ts`, match: /^push aborts/ },
-    ],
+    evidence: [{ file: `${R}/faults_sim_test.ts`, match: /transient/ }],
   },
   {
     title: "Revert fails",
@@ -123,6 +139,25 @@ export const FAILURE_MODES: FailureMode[] = [
     evidence: [
       { file: `${R}/faults_sim_test.ts`, match: /^panic / },
       { file: `${R}/faults_nft_test.ts`, match: /^panic / },
+    ],
+  },
+  {
+    title: "Panic killed mid-way",
+    trigger: "`palisade panic` is SIGKILLed at each step of its engine " +
+      "transaction (`ENGINE_CRASH_POINTS`)",
+    impact: "Palisade's objects may be left partly removed",
+    detection: "the panic command does not report success",
+    recovery: "run panic again; it completes and needs no state",
+    safeState: "after the kill the complete engine dump holds every Palisade " +
+      "object or none; after the second panic none; the `panic` task's " +
+      "permission set cannot arm the hook",
+    evidence: [
+      { file: `${R}/crash_engine_sim_test.ts`, match: /palisade panic/ },
+      { file: `${R}/crash_engine_nft_test.ts`, match: /palisade panic/ },
+    ],
+    crashPoints: [
+      `${R}/crash_engine_sim_test.ts`,
+      `${R}/crash_engine_nft_test.ts`,
     ],
   },
   {
@@ -385,4 +420,46 @@ export function evidenceLine(
   if (skipped > 0) text += `, ${skipped} skipped`;
   for (const f of failed) text += `; FAILED: ${f.name}`;
   return { text, ok: failed.length === 0 && skipped === 0 };
+}
+
+/**
+ * The crash points that passed tests of `file` exercised, one line per
+ * test of the engine crash matrix (its steps are named by the engine
+ * crash point) or one line for the manager's crash points named in the
+ * test names. Empty when no passed test names one.
+ */
+export function exercisedCrashPoints(
+  file: string,
+  results: CaseResult[],
+  opts: { panic: boolean },
+): string[] {
+  const passed = results.filter((r) =>
+    r.file === file && r.outcome === "passed"
+  );
+  const lines: string[] = [];
+  const manager = CRASH_POINTS.filter((point) =>
+    passed.some((r) => !r.name.includes(" > ") && r.name.includes(point))
+  );
+  if (manager.length > 0 && !opts.panic) {
+    lines.push(`manager: ${manager.map((p) => `\`${p}\``).join(", ")}`);
+  }
+  const byTest = new Map<string, string[]>();
+  for (const r of passed) {
+    const at = r.name.lastIndexOf(" > ");
+    if (at < 0) continue;
+    const point = r.name.slice(at + 3);
+    if (!(ENGINE_CRASH_POINTS as readonly string[]).includes(point)) continue;
+    const parent = r.name.slice(0, at);
+    // The parent test must have passed as well.
+    if (!passed.some((p) => p.name === parent)) continue;
+    if (parent.includes("palisade panic") !== opts.panic) continue;
+    const scenario = /engine crash point of (.*?) \((?:wfp|nft)\)/.exec(
+      parent,
+    )?.[1] ?? parent;
+    byTest.set(scenario, [...(byTest.get(scenario) ?? []), point]);
+  }
+  for (const [scenario, points] of byTest) {
+    lines.push(`${scenario}: ${points.map((p) => `\`${p}\``).join(", ")}`);
+  }
+  return lines;
 }

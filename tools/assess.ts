@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import {
   type CaseResult,
   evidenceLine,
+  exercisedCrashPoints,
   FAILURE_MODES,
   SECTIONS,
 } from "./_assess_report.ts";
@@ -42,6 +43,8 @@ export const MATRIX: { file: string; netns: boolean }[] = [
   { file: "tests/reliability/crash_nft_test.ts", netns: true },
   { file: "tests/reliability/crash_serve_test.ts", netns: true },
   { file: "tests/reliability/crash_serve_wfp_test.ts", netns: false },
+  { file: "tests/reliability/crash_engine_sim_test.ts", netns: false },
+  { file: "tests/reliability/crash_engine_nft_test.ts", netns: true },
   { file: "tests/reliability/faults_sim_test.ts", netns: false },
   { file: "tests/reliability/faults_nft_test.ts", netns: true },
   { file: "tests/reliability/fuzz_test.ts", netns: false },
@@ -206,14 +209,27 @@ export function renderReport(input: ReportInput): string {
   out.push("## Failure modes");
   out.push("");
   FAILURE_MODES.forEach((mode, i) => {
-    out.push(`${i + 1}. **${mode.title}**: ${mode.trigger}`);
-    out.push(`   - Impact: ${mode.impact}`);
-    out.push(`   - Detection: ${mode.detection}`);
-    out.push(`   - Recovery: ${mode.recovery}`);
-    out.push(`   - Safe state: ${mode.safeState}`);
+    const marker = `${i + 1}. `;
+    // Sub-items are indented by the marker's width, so that they stay
+    // under their item for items 10 and up too.
+    const sub = " ".repeat(marker.length);
+    out.push(`${marker}**${mode.title}**: ${mode.trigger}`);
+    out.push(`${sub}- Impact: ${mode.impact}`);
+    out.push(`${sub}- Detection: ${mode.detection}`);
+    out.push(`${sub}- Recovery: ${mode.recovery}`);
+    out.push(`${sub}- Safe state: ${mode.safeState}`);
     for (const evidence of mode.evidence) {
       const line = evidenceLine(evidence, input.results);
-      out.push(`   - [${check(line.ok)}] Proof: ${line.text}`);
+      out.push(`${sub}- [${check(line.ok)}] Proof: ${line.text}`);
+    }
+    const panic = mode.title.startsWith("Panic");
+    for (const file of mode.crashPoints ?? []) {
+      const lines = exercisedCrashPoints(file, input.results, { panic });
+      out.push(
+        `${sub}- Crash points exercised by passed tests of \`${file}\`:` +
+          (lines.length === 0 ? " none" : ""),
+      );
+      for (const line of lines) out.push(`${sub}  - ${line}`);
     }
   });
   out.push("");

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { decide, parseJunit, renderReport } from "./assess.ts";
-import type { CaseResult } from "./_assess_report.ts";
+import {
+  type CaseResult,
+  exercisedCrashPoints,
+  FAILURE_MODES,
+} from "./_assess_report.ts";
 
 const XML = `<?xml version="1.0" encoding="UTF-8"?>
 <testsuites name="deno test" tests="3" failures="1" errors="0" time="1.0">
@@ -75,7 +79,7 @@ Deno.test("decide() approves only a full run as root with every case passed", ()
 Deno.test("renderReport() numbers failure modes and ticks exactly one approval line", () => {
   const text = renderReport(input([]));
   assert.match(text, /^1\. \*\*Service crash mid-operation\*\*: /m);
-  assert.match(text, /^12\. \*\*Resource leak over time\*\*: /m);
+  assert.match(text, /^13\. \*\*Resource leak over time\*\*: /m);
   // No results at all: every proof is missing, so nothing is approved.
   assert.match(text, /NOT RUN/);
   const ticked = text.split("\n").filter((l) =>
@@ -83,4 +87,64 @@ Deno.test("renderReport() numbers failure modes and ticks exactly one approval l
   );
   assert.deepEqual(ticked, ["- [x] BLOCKED"]);
   assert.match(text, /REDUCED counts|full counts/);
+});
+
+Deno.test("renderReport() indents the sub-items of items 10 and up by the marker's width", () => {
+  const text = renderReport(input([]));
+  const lines = text.split("\n");
+  const at = lines.findIndex((l) => l.startsWith("10. "));
+  assert.ok(at > 0, "no item 10");
+  assert.match(lines[at + 1], /^ {4}- Impact: /);
+  const first = lines.findIndex((l) => l.startsWith("1. "));
+  assert.match(lines[first + 1], /^ {3}- Impact: /);
+});
+
+Deno.test("renderReport() cites each proof file once per failure mode", () => {
+  for (const mode of FAILURE_MODES) {
+    const cited = mode.evidence.map((e) => e.file);
+    assert.equal(new Set(cited).size, cited.length, mode.title);
+  }
+});
+
+Deno.test("exercisedCrashPoints() names only points of passed tests", () => {
+  const file = "tests/reliability/crash_engine_sim_test.ts";
+  const parent =
+    "SIGKILL at each engine crash point of a push on a fresh host (wfp) x";
+  const panic = "SIGKILL at each engine crash point of palisade panic (wfp) x";
+  const results: CaseResult[] = [
+    { file, name: parent, outcome: "passed", seconds: 1 },
+    {
+      file,
+      name: `${parent} > engine.after-begin`,
+      outcome: "passed",
+      seconds: 1,
+    },
+    {
+      file,
+      name: `${parent} > engine.after-adds`,
+      outcome: "failed",
+      seconds: 1,
+    },
+    { file, name: panic, outcome: "failed", seconds: 1 },
+    {
+      file,
+      name: `${panic} > engine.after-commit`,
+      outcome: "passed",
+      seconds: 1,
+    },
+    {
+      file: "m_test.ts",
+      name: "crash at push.after-apply with x",
+      outcome: "passed",
+      seconds: 1,
+    },
+  ];
+  assert.deepEqual(exercisedCrashPoints(file, results, { panic: false }), [
+    "a push on a fresh host: `engine.after-begin`",
+  ]);
+  assert.deepEqual(exercisedCrashPoints(file, results, { panic: true }), []);
+  assert.deepEqual(
+    exercisedCrashPoints("m_test.ts", results, { panic: false }),
+    ["manager: `push.after-apply`"],
+  );
 });

@@ -38,7 +38,10 @@ function print(value: unknown) {
   );
 }
 
-async function openEngine(engine: "wfp" | "nft" | "memory") {
+async function openEngine(
+  engine: "wfp" | "nft" | "memory",
+  crashPoint?: (name: string) => void,
+) {
   if (engine === "memory") {
     const { MemoryBackend } = await import("../../policy/memory_backend.ts");
     const backend = new MemoryBackend();
@@ -48,7 +51,7 @@ async function openEngine(engine: "wfp" | "nft" | "memory") {
   if (engine === "nft") {
     assertInPrivateNetns();
     const { NftBackend } = await import("../../policy/nft_backend.ts");
-    const backend: Backend = new NftBackend();
+    const backend: Backend = new NftBackend({ crashPoint });
     const dump = async () => {
       const output = await new Deno.Command("nft", {
         args: ["-j", "-s", "list", "ruleset"],
@@ -67,7 +70,7 @@ async function openEngine(engine: "wfp" | "nft" | "memory") {
   const { openWfpBackend } = await import("../../policy/wfp_backend.ts");
   const { WfpLibrary } = await import("../../ffi/wfp/engine.ts");
   const { simulatorHooks } = await import("../../ffi/wfp/simulator.ts");
-  const backend = openWfpBackend({ library: SIM_PATH });
+  const backend = openWfpBackend({ library: SIM_PATH, crashPoint });
   const library = WfpLibrary.open(SIM_PATH);
   const sim = simulatorHooks(library);
   if (!sim) throw new Error(`Cannot use ${SIM_PATH}: it has no test hooks`);
@@ -128,8 +131,28 @@ async function logBytes(
 }
 
 async function main(job: HostJob) {
-  const engine = await openEngine(job.engine);
+  // The engine's crash points: live from step `engineFrom` on (from the
+  // start, recovery included, when it is not given), and printed as
+  // they pass when `traceEngine` is set.
+  const hook = crashHookFromEnv();
+  let armed = job.engineFrom === undefined;
+  const engineHook = (name: string) => {
+    if (job.traceEngine) print({ engineStep: name, armed });
+    if (armed) hook?.(name);
+  };
+  const engine = await openEngine(
+    job.engine,
+    hook !== undefined || job.traceEngine ? engineHook : undefined,
+  );
   const { backend, dump, sim } = engine;
+
+  if (job.dumpOnly) {
+    const text = await dump();
+    backend.close();
+    engine.library?.close();
+    print({ final: { status: {}, dump: text } });
+    return;
+  }
 
   if (job.steps[0]?.op === "expect") {
     // Reference dumps: each policy applied fresh, then removed again.
@@ -203,6 +226,7 @@ async function main(job: HostJob) {
 
   let last: { generation: number; nonce: string; window: number } | null = null;
   for (const [index, step] of job.steps.entries()) {
+    if (index === job.engineFrom) armed = true;
     try {
       switch (step.op) {
         case "push": {

@@ -262,6 +262,15 @@ export interface HostJob {
   keyPath: string;
   trustPath: string;
   steps: HostStep[];
+  /** Only print the complete engine dump; run no manager. */
+  dumpOnly?: boolean;
+  /**
+   * Index of the first step during which the engine's crash points are
+   * live; not given: from the start, the manager's start-up included.
+   */
+  engineFrom?: number;
+  /** Print `{ engineStep, armed }` at each engine crash point passed. */
+  traceEngine?: boolean;
 }
 
 /** What a host process printed and how it ended. */
