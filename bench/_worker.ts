@@ -267,6 +267,7 @@ async function verify(args: TaskArgs): Promise<TaskResult> {
   const nobleName = typeof exports.verifyEd25519Noble === "function"
     ? "verifyEd25519Noble"
     : "verifyEd25519";
+  const native = exports.verifyEd25519Native as Ed25519Verifier | undefined;
   const noble = exports[nobleName] as Ed25519Verifier;
   const notes = [
     `tiny bundle ${tiny.length} bytes, large ${large.length}`,
@@ -280,6 +281,10 @@ async function verify(args: TaskArgs): Promise<TaskResult> {
     ways[`${label}-noble`] = () =>
       verifyBundleWebCrypto(bundle, trust, new Date(), noble);
     ways[`${label}-webcrypto`] = () => verifyBundleWebCrypto(bundle, trust);
+    if (native !== undefined) {
+      ways[`${label}-native`] = () =>
+        verifyBundleWebCrypto(bundle, trust, new Date(), native);
+    }
   }
   for (const [name, fn] of Object.entries(ways)) {
     // Enough verifications per sample to last about 0.1 s with noble.
@@ -294,8 +299,9 @@ async function verify(args: TaskArgs): Promise<TaskResult> {
       );
     }
   }
-  // The product verifies natively when it keeps noble as its reference.
-  const product = nobleName === "verifyEd25519Noble" ? "native" : "noble";
+  const product = exports.VERIFY_IMPLEMENTATION === "native"
+    ? "native"
+    : "noble";
   return { samples, notes, info: { product } };
 }
 

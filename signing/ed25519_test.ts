@@ -13,6 +13,7 @@ import {
   publicKeyFromSeed,
   signEd25519,
   verifyEd25519,
+  verifyEd25519Native,
   verifyEd25519Noble,
 } from "./ed25519.ts";
 import {
@@ -37,17 +38,17 @@ const MESSAGE = Uint8Array.of(0x72);
 Deno.test("signEd25519() reproduces the RFC 8032 test vector", () => {
   assert.deepEqual(publicKeyFromSeed(SEED), PUBLIC);
   assert.deepEqual(signEd25519(MESSAGE, SEED), SIGNATURE);
-  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, PUBLIC), "valid");
+  assert.equal(verifyEd25519Native(SIGNATURE, MESSAGE, PUBLIC), "valid");
 });
 
-Deno.test("verifyEd25519() refuses another message", () => {
+Deno.test("verifyEd25519Native() refuses another message", () => {
   assert.equal(
-    verifyEd25519(SIGNATURE, Uint8Array.of(0x73), PUBLIC),
+    verifyEd25519Native(SIGNATURE, Uint8Array.of(0x73), PUBLIC),
     "bad-signature",
   );
 });
 
-Deno.test("verifyEd25519() refuses S + L as non-canonical", () => {
+Deno.test("verifyEd25519Native() refuses S + L as non-canonical", () => {
   const L = 2n ** 252n + 27742317777372353535851937790883648493n;
   let s = 0n;
   for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(SIGNATURE[i]);
@@ -57,28 +58,31 @@ Deno.test("verifyEd25519() refuses S + L as non-canonical", () => {
     sig[i] = Number(t & 0xffn);
     t >>= 8n;
   }
-  assert.equal(verifyEd25519(sig, MESSAGE, PUBLIC), "non-canonical-signature");
+  assert.equal(
+    verifyEd25519Native(sig, MESSAGE, PUBLIC),
+    "non-canonical-signature",
+  );
 });
 
-Deno.test("verifyEd25519() refuses signatures of the wrong length", () => {
+Deno.test("verifyEd25519Native() refuses signatures of the wrong length", () => {
   for (
     const sig of [SIGNATURE.subarray(0, 63), Uint8Array.of(...SIGNATURE, 0)]
   ) {
     assert.equal(
-      verifyEd25519(sig, MESSAGE, PUBLIC),
+      verifyEd25519Native(sig, MESSAGE, PUBLIC),
       "non-canonical-signature",
     );
   }
 });
 
-Deno.test("verifyEd25519() refuses every small-order key, in every encoding", () => {
+Deno.test("verifyEd25519Native() refuses every small-order key, in every encoding", () => {
   for (const raw of [...SMALL_ORDER, ...SMALL_ORDER_NON_CANONICAL]) {
     const key = Uint8Array.fromHex(raw);
     assert.equal(checkPublicKey(key), "small-order-key", raw);
     // R = A, S = 0 satisfies the cofactored equation for small-order A.
     const sig = new Uint8Array(64);
     sig.set(key);
-    assert.notEqual(verifyEd25519(sig, MESSAGE, key), "valid", raw);
+    assert.notEqual(verifyEd25519Native(sig, MESSAGE, key), "valid", raw);
   }
 });
 
@@ -146,7 +150,7 @@ function mixedOrderSignature(
 const ORDER_8 = SMALL_ORDER[4];
 const IDENTITY = SMALL_ORDER[0];
 
-Deno.test("verifyEd25519() agrees with verifyEd25519Noble() on random signatures and single-byte changes", () => {
+Deno.test("verifyEd25519Native() agrees with verifyEd25519Noble() on random signatures and single-byte changes", () => {
   fc.assert(
     fc.property(
       fc.uint8Array({ minLength: 32, maxLength: 32 }),
@@ -164,7 +168,7 @@ Deno.test("verifyEd25519() agrees with verifyEd25519Noble() on random signatures
           target[at % target.length] ^= flip;
         }
 
-        const native = verifyEd25519(signature, message, publicKey);
+        const native = verifyEd25519Native(signature, message, publicKey);
         const noble = verifyEd25519Noble(signature, message, publicKey);
         assert.equal(native, noble);
         if (target === undefined || target.length === 0) {
@@ -178,7 +182,7 @@ Deno.test("verifyEd25519() agrees with verifyEd25519Noble() on random signatures
   );
 });
 
-Deno.test("verifyEd25519() refuses a non-canonical or off-curve R like verifyEd25519Noble()", () => {
+Deno.test("verifyEd25519Native() refuses a non-canonical or off-curve R like verifyEd25519Noble()", () => {
   // The smallest y whose x² has no square root: no point has it.
   let offCurve: Uint8Array | undefined;
   for (let y = 2n; y < 100n && offCurve === undefined; y++) {
@@ -200,7 +204,7 @@ Deno.test("verifyEd25519() refuses a non-canonical or off-curve R like verifyEd2
     const sig = SIGNATURE.slice();
     sig.set(r);
     assert.equal(
-      verifyEd25519(sig, MESSAGE, PUBLIC),
+      verifyEd25519Native(sig, MESSAGE, PUBLIC),
       "non-canonical-signature",
     );
     assert.equal(
@@ -210,7 +214,7 @@ Deno.test("verifyEd25519() refuses a non-canonical or off-curve R like verifyEd2
   }
 });
 
-Deno.test("verifyEd25519() refuses a signature whose R has a small-order part, which the cofactored reference accepts", () => {
+Deno.test("verifyEd25519Native() refuses a signature whose R has a small-order part, which the cofactored reference accepts", () => {
   const { signature, publicKey } = mixedOrderSignature(
     SEED,
     MESSAGE,
@@ -219,10 +223,13 @@ Deno.test("verifyEd25519() refuses a signature whose R has a small-order part, w
   );
   assert.deepEqual(publicKey, PUBLIC);
   assert.equal(verifyEd25519Noble(signature, MESSAGE, publicKey), "valid");
-  assert.equal(verifyEd25519(signature, MESSAGE, publicKey), "bad-signature");
+  assert.equal(
+    verifyEd25519Native(signature, MESSAGE, publicKey),
+    "bad-signature",
+  );
 });
 
-Deno.test("verifyEd25519() refuses a signature under a key with a small-order part, which the cofactored reference accepts", () => {
+Deno.test("verifyEd25519Native() refuses a signature under a key with a small-order part, which the cofactored reference accepts", () => {
   // [k]U vanishes when 8 divides k; another message avoids that case.
   let checked = 0;
   for (let i = 0; i < 16 && checked < 4; i++) {
@@ -239,7 +246,7 @@ Deno.test("verifyEd25519() refuses a signature under a key with a small-order pa
     assert.equal(checkPublicKey(publicKey), "valid");
     assert.equal(verifyEd25519Noble(signature, message, publicKey), "valid");
     assert.equal(
-      verifyEd25519(signature, message, publicKey),
+      verifyEd25519Native(signature, message, publicKey),
       "bad-signature",
     );
   }
@@ -271,11 +278,14 @@ Deno.test("signEd25519() signs exactly like node:crypto with the PKCS#8 key of t
   );
 });
 
-Deno.test("verifyEd25519() keeps its answers when more keys are used than it remembers", () => {
+Deno.test("verifyEd25519Native() keeps its answers when more keys are used than it remembers", () => {
   const first = publicKeyFromSeed(SEED);
-  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, first), "valid");
+  assert.equal(verifyEd25519Native(SIGNATURE, MESSAGE, first), "valid");
   const small = Uint8Array.fromHex(SMALL_ORDER[4]);
-  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, small), "small-order-key");
+  assert.equal(
+    verifyEd25519Native(SIGNATURE, MESSAGE, small),
+    "small-order-key",
+  );
 
   for (let i = 0; i < 600; i++) {
     const seed = new Uint8Array(32);
@@ -284,24 +294,30 @@ Deno.test("verifyEd25519() keeps its answers when more keys are used than it rem
     seed[2] = 1;
     const publicKey = publicKeyFromSeed(seed);
     const signature = signEd25519(MESSAGE, seed);
-    assert.equal(verifyEd25519(signature, MESSAGE, publicKey), "valid");
-    assert.equal(verifyEd25519(SIGNATURE, MESSAGE, publicKey), "bad-signature");
+    assert.equal(verifyEd25519Native(signature, MESSAGE, publicKey), "valid");
+    assert.equal(
+      verifyEd25519Native(SIGNATURE, MESSAGE, publicKey),
+      "bad-signature",
+    );
   }
 
-  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, first), "valid");
-  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, small), "small-order-key");
+  assert.equal(verifyEd25519Native(SIGNATURE, MESSAGE, first), "valid");
+  assert.equal(
+    verifyEd25519Native(SIGNATURE, MESSAGE, small),
+    "small-order-key",
+  );
 });
 
-Deno.test("verifyEd25519() does not keep a key's answer after its bytes change", () => {
+Deno.test("verifyEd25519Native() does not keep a key's answer after its bytes change", () => {
   const key = PUBLIC.slice();
-  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, key), "valid");
+  assert.equal(verifyEd25519Native(SIGNATURE, MESSAGE, key), "valid");
   key[0] ^= 1;
-  assert.notEqual(verifyEd25519(SIGNATURE, MESSAGE, key), "valid");
+  assert.notEqual(verifyEd25519Native(SIGNATURE, MESSAGE, key), "valid");
   key[0] ^= 1;
-  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, key), "valid");
+  assert.equal(verifyEd25519Native(SIGNATURE, MESSAGE, key), "valid");
 });
 
-Deno.test("verifyEd25519() reads signature, message and key from views at an offset", () => {
+Deno.test("verifyEd25519Native() reads signature, message and key from views at an offset", () => {
   const signature = new Uint8Array(100);
   signature.set(SIGNATURE, 20);
   const message = Uint8Array.of(0x00, 0x72, 0x73);
@@ -311,7 +327,7 @@ Deno.test("verifyEd25519() reads signature, message and key from views at an off
     bytes.subarray(at, at + length);
 
   assert.equal(
-    verifyEd25519(
+    verifyEd25519Native(
       view(signature, 20, 64),
       view(message, 1, 1),
       view(key, 9, 32),
@@ -319,7 +335,7 @@ Deno.test("verifyEd25519() reads signature, message and key from views at an off
     "valid",
   );
   assert.equal(
-    verifyEd25519(
+    verifyEd25519Native(
       view(signature, 20, 64),
       view(message, 2, 1),
       view(key, 9, 32),
@@ -327,7 +343,7 @@ Deno.test("verifyEd25519() reads signature, message and key from views at an off
     "bad-signature",
   );
   assert.notEqual(
-    verifyEd25519(
+    verifyEd25519Native(
       view(signature, 19, 64),
       view(message, 1, 1),
       view(key, 9, 32),

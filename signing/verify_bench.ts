@@ -6,7 +6,11 @@
  */
 import { bundleText, newKey, NOW, trustFor } from "./_testing.ts";
 import { pae, PAYLOAD_TYPES } from "./dsse.ts";
-import { signEd25519, verifyEd25519, verifyEd25519Noble } from "./ed25519.ts";
+import {
+  signEd25519,
+  verifyEd25519Native as verifyEd25519,
+  verifyEd25519Noble,
+} from "./ed25519.ts";
 import { verifyBundle } from "./verify.ts";
 
 const key = newKey();
