@@ -127,3 +127,57 @@ export class EngineError extends Error {
     this.transient = opts.transient ?? false;
   }
 }
+
+/** WFP's status for an object still referenced by another. */
+const FWP_E_IN_USE = 0x8032000a;
+
+/**
+ * Palisade's own filters were removed (nothing of Palisade's is
+ * enforced any more), but its sublayer or provider had to stay because
+ * an object of another product references it. `foreign` names each such
+ * object found (ID, name, provider, layer); Palisade never deletes them.
+ * Fail-open callers treat this as done, with a warning.
+ *
+ * @example
+ * ```ts
+ * import { ForeignObjectsError } from "./backend.ts";
+ *
+ * const error = new ForeignObjectsError(
+ *   "Cannot delete WFP sublayer: FWP_E_IN_USE (0x8032000A) — …",
+ *   "FwpmSubLayerDeleteByKey0",
+ *   7,
+ *   ['filter 9 "theirs"'],
+ * );
+ * console.assert(error.codeName === "FWP_E_IN_USE" && error.removed === 7);
+ * ```
+ */
+export class ForeignObjectsError extends EngineError {
+  /** How many of Palisade's objects were removed before stopping. */
+  readonly removed: number;
+  /** The foreign objects that keep the sublayer or provider in use. */
+  readonly foreign: readonly string[];
+
+  /**
+   * @param message what was kept and why
+   * @param call `FwpmSubLayerDeleteByKey0` or `FwpmProviderDeleteByKey0`
+   * @param removed Palisade's objects removed before stopping
+   * @param foreign descriptions of the blocking objects
+   */
+  constructor(
+    message: string,
+    call: string,
+    removed: number,
+    foreign: readonly string[],
+    cause?: unknown,
+  ) {
+    super(message, {
+      call,
+      code: FWP_E_IN_USE,
+      codeName: "FWP_E_IN_USE",
+      cause,
+    });
+    this.name = "ForeignObjectsError";
+    this.removed = removed;
+    this.foreign = foreign;
+  }
+}

@@ -24,10 +24,10 @@ import {
   type ApplyStats,
   type Backend,
   EngineError,
+  ForeignObjectsError,
   type RuleCounter,
 } from "./backend.ts";
 import { diffPolicies } from "./diff.ts";
-import { ForeignObjectsError } from "./wfp_backend.ts";
 import { PolicyError, validatePolicyValue } from "./parse.ts";
 import {
   GenerationStore,

@@ -10,7 +10,7 @@ import {
 } from "./manager.ts";
 import { MemoryBackend } from "./memory_backend.ts";
 import { EngineError } from "./backend.ts";
-import { ForeignObjectsError } from "./wfp_backend.ts";
+import { ForeignObjectsError } from "./backend.ts";
 import {
   bundle,
   FakeClock,

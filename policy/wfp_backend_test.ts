@@ -24,7 +24,8 @@ import {
 } from "../ffi/wfp/mod.ts";
 import { ENGINE_CRASH_POINTS, EngineError } from "./backend.ts";
 import type { NormalPolicy, NormalRule } from "./types.ts";
-import { ForeignObjectsError, openWfpBackend } from "./wfp_backend.ts";
+import { ForeignObjectsError } from "./backend.ts";
+import { openWfpBackend } from "./wfp_backend.ts";
 import { ALL_WFP_LAYERS } from "./_wfp_layers.ts";
 
 function rule(id: string, extra: Partial<NormalRule>): NormalRule {
