@@ -166,7 +166,10 @@ export function planIncremental(
   const before = new Map(previous.map((unit, index) => [unit.id, index]));
   const old = new Map(previous.map((unit) => [unit.id, unit]));
   const nextIds = new Set(next.map((unit) => unit.id));
-  const kept = keptJumps(before, old, next);
+  // The common case, rules edited in place, keeps every jump.
+  const kept = sameOrder(previous, next)
+    ? nextIds
+    : keptJumps(before, old, next);
   const b = new Builder();
 
   // 1. Jumps that go: removed, moved, or now in the other base chain.
@@ -281,6 +284,15 @@ export function sameContent(a: CompiledUnit, b: CompiledUnit): boolean {
           set.name === other.sets[j].name && sameRanges(set, other.sets[j])
         );
     });
+}
+
+/** True when both lists hold the same rule IDs in the same base chains,
+ * in the same order. */
+function sameOrder(previous: CompiledUnit[], next: CompiledUnit[]): boolean {
+  return previous.length === next.length &&
+    previous.every((unit, i) =>
+      unit.id === next[i].id && unit.chain === next[i].chain
+    );
 }
 
 /**
