@@ -12,6 +12,7 @@ import {
   checkPublicKey,
   publicKeyFromSeed,
   signEd25519,
+  VERIFY_IMPLEMENTATION,
   verifyEd25519,
   verifyEd25519Native,
   verifyEd25519Noble,
@@ -350,4 +351,10 @@ Deno.test("verifyEd25519Native() reads signature, message and key from views at 
     ),
     "valid",
   );
+});
+
+Deno.test("verifyEd25519() is the verifier VERIFY_IMPLEMENTATION names", () => {
+  assert.equal(VERIFY_IMPLEMENTATION, "noble");
+  assert.equal(verifyEd25519, verifyEd25519Noble);
+  assert.equal(verifyEd25519(SIGNATURE, MESSAGE, PUBLIC), "valid");
 });
