@@ -44,7 +44,8 @@ function describe(need: PermissionNeed): string {
 /**
  * Lists every grant `config` needs: read for the trust store and TLS
  * files, read and write for the state, log folders and a Unix socket,
- * net for a TCP listen address, ffi for the engine's library.
+ * net for the listen address (`unix:PATH` for a socket), ffi for the
+ * engine's library.
  */
 export function requiredPermissions(config: ServiceConfig): PermissionNeed[] {
   const needs: PermissionNeed[] = [
@@ -59,6 +60,12 @@ export function requiredPermissions(config: ServiceConfig): PermissionNeed[] {
       key: "listen",
       target: config.listen.path,
       kinds: ["read", "write"],
+    });
+    // Deno scopes Unix sockets under net too, as unix:PATH.
+    needs.push({
+      key: "listen",
+      target: `unix:${config.listen.path}`,
+      kinds: ["net"],
     });
   }
   if (config.tls !== null) {

@@ -110,3 +110,27 @@ Deno.test("preflight() passes when every grant is present", () => {
   preflight(ok, serveSet);
   preflight(ok);
 });
+
+Deno.test("preflight() asks for net unix:PATH besides read and write for a socket", () => {
+  const socket = parseConfig(
+    JSON.stringify({
+      host: "h",
+      listen: "/var/lib/palisade/ctl.sock",
+      trust: "/etc/palisade/trust.jsonc",
+      stateDir: "/var/lib/palisade",
+      engine: "nft",
+    }),
+    "/etc/palisade/config.jsonc",
+  );
+  const listen = requiredPermissions(socket).filter((n) => n.key === "listen");
+  assert.deepEqual(listen.map((n) => [n.target, n.kinds]), [
+    ["/var/lib/palisade/ctl.sock", ["read", "write"]],
+    ["unix:/var/lib/palisade/ctl.sock", ["net"]],
+  ]);
+  assert.throws(
+    () => preflight(socket, serveSet),
+    (error: unknown) =>
+      error instanceof PreflightError &&
+      error.message.includes("--allow-net=unix:/var/lib/palisade/ctl.sock"),
+  );
+});
