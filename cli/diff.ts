@@ -27,6 +27,7 @@ import {
   readInputText,
   UsageError,
 } from "./_common.ts";
+import { readCaCerts } from "./_signer.ts";
 
 const HELP = `Usage: palisade diff A B [--json]
        palisade diff A --host URL [--json]
@@ -45,6 +46,8 @@ would add.
 Flags:
   --host URL       compare with a host (http:// or https://)
   --timeout SECS   how long to wait for the host (default 10)
+  --ca FILE        trust this CA certificate for an https:// host
+                   (repeatable)
   --json           print the result as JSON
   -h, --help       show this help
 
@@ -75,6 +78,7 @@ export async function diff(args: string[]): Promise<number> {
     ({ values, positionals } = parseFlags(args, {
       host: { type: "string" },
       timeout: { type: "string" },
+      ca: { type: "string", multiple: true },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     }, { min: 0, max: 2, names: "A and B, or A --host URL" }));
@@ -104,7 +108,11 @@ export async function diff(args: string[]): Promise<number> {
         await readFileSide(positionals[1]),
       ]
       : [
-        await readHostSide(values.host, readSeconds(values.timeout)),
+        await readHostSide(
+          values.host,
+          readSeconds(values.timeout),
+          await readCaCerts(values.ca),
+        ),
         await readFileSide(positionals[0]),
       ];
     const result = diffPolicies(a.policy, b.policy);
@@ -184,8 +192,12 @@ async function readFileSide(file: string): Promise<Side> {
 }
 
 // Limitation: --host takes http(s) URLs only, not the service's local
-// Unix socket; a private CA needs Deno's --cert or DENO_CERT.
-async function readHostSide(host: string, seconds: number): Promise<Side> {
+// Unix socket.
+async function readHostSide(
+  host: string,
+  seconds: number,
+  caCerts: string[] | undefined,
+): Promise<Side> {
   let base: URL;
   try {
     base = new URL(host);
@@ -200,8 +212,10 @@ async function readHostSide(host: string, seconds: number): Promise<Side> {
   const url = new URL(`${base.pathname.replace(/\/+$/, "")}/v1/policy`, base);
 
   let response: Response;
+  using client = Deno.createHttpClient({ caCerts });
   try {
     response = await fetch(url, {
+      client,
       headers: { accept: "application/json" },
       signal: AbortSignal.timeout(seconds * 1000),
     });

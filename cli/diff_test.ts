@@ -292,3 +292,68 @@ Deno.test("diff exits 1 on usage errors and invalid policies", async () => {
     );
   });
 });
+
+Deno.test("diff A --host https://… trusts the CA given with --ca", async () => {
+  const { policy } = parsePolicyText(OLD, "old.jsonc");
+  const certs = await Deno.makeTempDir({ prefix: "palisade-diff-ca-" });
+  try {
+    const made = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        `${certs}/key.pem`,
+        "-out",
+        `${certs}/cert.pem`,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=palisade-test",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assert.ok(made.success, "openssl could not make a test certificate");
+    await using server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(`${certs}/cert.pem`),
+      key: await Deno.readTextFile(`${certs}/key.pem`),
+      onListen() {},
+    }, () => Response.json({ generation: 4, serial: 9, name: "edge", policy }));
+    const url = `https://127.0.0.1:${server.addr.port}`;
+
+    await withFiles(async (dir) => {
+      const untrusted = await palisade([
+        "diff",
+        `${dir}/new.jsonc`,
+        "--host",
+        url,
+      ]);
+      assert.equal(untrusted.code, 1);
+      assert.match(untrusted.stderr, /--ca CA\.pem/);
+
+      const trusted = await palisade([
+        "diff",
+        `${dir}/new.jsonc`,
+        "--host",
+        url,
+        "--ca",
+        `${certs}/cert.pem`,
+      ]);
+      assert.equal(trusted.code, 0, trusted.stderr);
+      assert.match(trusted.stdout, /generation 4, serial 9/);
+    });
+  } finally {
+    await Deno.remove(certs, { recursive: true });
+  }
+});
