@@ -37,7 +37,7 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
       allowPositionals: positionals.max > 0,
     });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(flagProblem(error));
   }
   const count = parsed.positionals.length;
   if (count < positionals.min || count > positionals.max) {
@@ -46,6 +46,41 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
     );
   }
   return parsed;
+}
+
+/** Rewords a `parseArgs` error as one plain sentence. */
+function flagProblem(error: unknown): string {
+  const { code, message } = error as { code?: string; message: string };
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const flag = message.match(/'([^']*)'/)?.[1] ?? "";
+    return `Unknown flag '${flag}'; run with --help for the flags (a ` +
+      `value that starts with '-' goes after '--')`;
+  }
+  return message;
+}
+
+/**
+ * Returns `--to`'s value when it is a usable control API URL
+ * (`http://HOST:PORT` or `https://…`), else throws a usage error
+ * saying what to give.
+ */
+export function hostUrl(value: string | undefined, flag = "to"): string {
+  const url = required(value, flag);
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // reported below
+  }
+  if (
+    parsed === null || parsed.hostname === "" ||
+    (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+  ) {
+    throw new UsageError(
+      `Cannot use --${flag} ${url}: give a URL such as http://HOST:PORT`,
+    );
+  }
+  return url;
 }
 
 /** Returns the flag's value or throws a usage error naming it. */

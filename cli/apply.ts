@@ -5,7 +5,13 @@
  * @module
  */
 import { APPLY_EXIT, applyBundle } from "../mod.ts";
-import { parseFlags, readInput, required, UsageError } from "./_common.ts";
+import {
+  hostUrl,
+  parseFlags,
+  readInput,
+  required,
+  UsageError,
+} from "./_common.ts";
 import { readCaCerts, signerFromKeyFile } from "./_signer.ts";
 
 const HELP = `Usage: palisade apply BUNDLE --to URL --key CONFIRM_KEY
@@ -48,7 +54,7 @@ export async function apply(args: string[]): Promise<number> {
   if (positionals.length !== 1) {
     throw new UsageError("Expected one BUNDLE, got 0 argument(s)");
   }
-  const to = required(values.to, "to");
+  const to = hostUrl(values.to);
   const confirm = !values["no-confirm"];
   const timeout = values.timeout === undefined ? 10 : Number(values.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0) {

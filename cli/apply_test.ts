@@ -51,6 +51,10 @@ Deno.test("apply() refuses bad flags with a usage error", async () => {
     /Invalid --timeout/,
   );
   await assert.rejects(apply(["--to", "http://x"]), /Expected one BUNDLE/);
+  await assert.rejects(
+    apply(["b.json", "--to", "localhost:7443", "--no-confirm"]),
+    /^UsageError: Cannot use --to localhost:7443: give a URL such as http:\/\/HOST:PORT$/,
+  );
 });
 
 Deno.test("formatStatus() shows generation, window, LKG and last error", () => {

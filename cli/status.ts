@@ -4,7 +4,7 @@
  * @module
  */
 import { fetchStatus, type HostStatus } from "../mod.ts";
-import { parseFlags, required } from "./_common.ts";
+import { hostUrl, parseFlags } from "./_common.ts";
 import { readCaCerts } from "./_signer.ts";
 
 const HELP = `Usage: palisade status --to URL [--json] [--ca FILE]...
@@ -68,7 +68,7 @@ export async function status(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const to = required(values.to, "to");
+  const to = hostUrl(values.to);
   const reply = await fetchStatus(to, {
     caCerts: await readCaCerts(values.ca),
   });

@@ -9,6 +9,8 @@ import { parse as parseJsonc } from "jsonc-parser";
 import {
   crashHookFromEnv,
   DEFAULT_CONFIG_PATH,
+  openBackend,
+  type OpenBackendOptions,
   parseConfig,
   removeEngineObjects,
 } from "../mod.ts";
@@ -52,6 +54,15 @@ Flags:
 Exit codes: 0 removed, listed (--dry-run) or nothing left, 1 anything
 else.`;
 
+/** A path uninstall removes, and how the operator names another one. */
+interface Target {
+  path: string;
+  /** The flag that names it, with its value: "--unit PATH". */
+  flag: string;
+  /** Neither a flag nor the config named it. */
+  isDefault: boolean;
+}
+
 /** What the config says, as far as it can be read. */
 interface InstalledPaths {
   stateDir?: string;
@@ -87,22 +98,63 @@ export async function uninstall(args: string[]): Promise<number> {
   if (installed.note) console.log(installed.note);
   const configDir = values["config-dir"] ??
     (values.config === undefined ? DEFAULT_CONFIG_DIR : dirname(configPath));
-  const wanted = [
-    values["state-dir"] ?? installed.stateDir ?? DEFAULT_STATE_DIR,
-    values["log-dir"] ?? installed.logDir ?? DEFAULT_LOG_DIR,
-    configDir,
-    configPath,
-    values.unit ?? DEFAULT_UNIT,
-  ].map((path) => resolve(path));
-  const listed = [...new Set(wanted)].filter((path) =>
-    !wanted.some((other) => other !== path && inside(path, other))
+  const target = (
+    value: string | undefined,
+    fromConfig: string | undefined,
+    fallback: string,
+    flag: string,
+  ): Target => ({
+    path: resolve(value ?? fromConfig ?? fallback),
+    flag,
+    isDefault: value === undefined && fromConfig === undefined,
+  });
+  const wanted: Target[] = [
+    target(
+      values["state-dir"],
+      installed.stateDir,
+      DEFAULT_STATE_DIR,
+      "--state-dir DIR",
+    ),
+    target(
+      values["log-dir"],
+      installed.logDir,
+      DEFAULT_LOG_DIR,
+      "--log-dir DIR",
+    ),
+    target(
+      values["config-dir"],
+      values.config === undefined ? undefined : configDir,
+      DEFAULT_CONFIG_DIR,
+      "--config-dir DIR",
+    ),
+    target(values.config, undefined, DEFAULT_CONFIG_PATH, "--config PATH"),
+    target(values.unit, undefined, DEFAULT_UNIT, "--unit PATH"),
+  ];
+  const listed = wanted.filter((t, i) =>
+    wanted.findIndex((other) => other.path === t.path) === i &&
+    !wanted.some((other) => other.path !== t.path && inside(t.path, other.path))
   );
   const present: string[] = [];
+  let skipped = 0;
   try {
-    for (const path of listed) {
+    for (const { path, flag, isDefault } of listed) {
       const unsafe = unsafePath(path);
       if (unsafe !== null) throw new Error(`Cannot remove ${path}: ${unsafe}`);
-      if (await exists(path)) present.push(path);
+      const found = await exists(path);
+      if (found === "not granted") {
+        const grant = `--allow-read=${path} --allow-write=${path}`;
+        if (!isDefault) {
+          throw new Error(
+            `Cannot check ${path}: this command may not read it; run ` +
+              `'deno run ${grant} …' to include it`,
+          );
+        }
+        console.log(
+          `skipped ${path}: not granted to this command (name the real ` +
+            `one with ${flag}, or grant ${grant})`,
+        );
+        skipped++;
+      } else if (found) present.push(path);
     }
   } catch (error) {
     printError("uninstall", error);
@@ -123,8 +175,28 @@ export async function uninstall(args: string[]): Promise<number> {
     printError("uninstall", error);
     return 1;
   }
+  const library = {
+    wfpLibrary: flags.wfpLibrary ?? installed.wfpLibrary,
+    nftLibrary: flags.nftLibrary ?? installed.nftLibrary,
+  };
   if (values["dry-run"]) {
-    console.log(`would remove every Palisade object from the ${engine} engine`);
+    let holds: boolean;
+    try {
+      holds = engineHoldsObjects({ engine, ...library });
+    } catch (error) {
+      printError(
+        "uninstall",
+        new Error(
+          `Cannot look into the ${engine} engine: ${(error as Error).message}`,
+        ),
+      );
+      return 1;
+    }
+    console.log(
+      holds
+        ? `would remove every Palisade object from the ${engine} engine`
+        : `no Palisade objects in the ${engine} engine`,
+    );
     for (const path of present) console.log(`would remove ${path}`);
     if (present.length === 0) console.log("no files to remove");
     return 0;
@@ -134,8 +206,7 @@ export async function uninstall(args: string[]): Promise<number> {
   try {
     const removed = removeEngineObjects({
       engine,
-      wfpLibrary: flags.wfpLibrary ?? installed.wfpLibrary,
-      nftLibrary: flags.nftLibrary ?? installed.nftLibrary,
+      ...library,
       crashPoint: crashHookFromEnv(),
     });
     objects = removed.count;
@@ -159,9 +230,12 @@ export async function uninstall(args: string[]): Promise<number> {
     console.log(`removed ${path}`);
   }
   if (objects === 0 && present.length === 0) {
+    const unchecked = skipped === 0
+      ? ""
+      : ` (${skipped} default path(s) not checked, see above)`;
     console.log(
       `nothing left: no Palisade objects in the ${engine} engine and ` +
-        `none of its files`,
+        `none of its files${unchecked}`,
     );
   } else if (objects === 0) {
     console.log(`no Palisade objects left in the ${engine} engine`);
@@ -179,6 +253,12 @@ async function readInstalled(path: string): Promise<InstalledPaths> {
     text = await Deno.readTextFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return {};
+    if (error instanceof Deno.errors.NotCapable) {
+      return {
+        note: `cannot read ${path}: not granted to this command; using ` +
+          `the flags and the defaults`,
+      };
+    }
     return { note: `cannot read ${path}: ${(error as Error).message}` };
   }
   try {
@@ -241,12 +321,28 @@ function inside(path: string, folder: string): boolean {
   return path.startsWith(folder.endsWith(sep) ? folder : folder + sep);
 }
 
-async function exists(path: string): Promise<boolean> {
+/**
+ * Whether `path` exists, or "not granted" when this command's
+ * permissions do not let it look.
+ */
+async function exists(path: string): Promise<boolean | "not granted"> {
   try {
     await Deno.lstat(path);
     return true;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
+    if (error instanceof Deno.errors.NotCapable) return "not granted";
     throw error;
   }
+}
+
+/**
+ * Whether the engine holds any Palisade object, read without changing
+ * anything.
+ */
+function engineHoldsObjects(opts: OpenBackendOptions): boolean {
+  using backend = openBackend(opts);
+  // Limitation: on WFP this sees filters only; a provider or sublayer
+  // left without filters reads as nothing to remove.
+  return !backend.readBack(null).ok;
 }

@@ -102,6 +102,8 @@ export class UnreachableError extends Error {
  * @param url the URL requested
  * @param error what `fetch` or `Deno.connect` threw
  * @param timeoutMs the time allowed, for the timeout message
+ * @param target "host" (the control API: a refused connection hints at
+ *   `palisade serve`) or "check" (a health check target: no such hint)
  * @returns an {@linkcode UnreachableError} naming the URL and the cause
  *
  * @example
@@ -121,6 +123,7 @@ export function describeFetchError(
   url: string,
   error: unknown,
   timeoutMs: number,
+  target: "host" | "check" = "host",
 ): UnreachableError {
   const name = (error as Error)?.name;
   if (name === "TimeoutError") {
@@ -132,10 +135,12 @@ export function describeFetchError(
   const cause = (error as Error)?.cause as Error | undefined;
   const detail = [(error as Error)?.message, cause?.message]
     .filter((m) => typeof m === "string" && m !== "").join(": ");
-  return new UnreachableError(url, reasonOf(detail), { cause: error });
+  return new UnreachableError(url, reasonOf(detail, target), {
+    cause: error,
+  });
 }
 
-function reasonOf(detail: string): string {
+function reasonOf(detail: string, target: "host" | "check"): string {
   const tail = detail.replace(/^.*client error \(Connect\): /s, "");
   if (
     /certificate|UnknownIssuer|CaUsedAsEndEntity|NotValidForName/i.test(tail)
@@ -148,8 +153,14 @@ function reasonOf(detail: string): string {
       `https on that port, or use http://`;
   }
   if (/connection refused/i.test(tail)) {
-    return `connection refused: nothing listens there (is ` +
-      `'palisade serve' running, and is the port right?)`;
+    return target === "host"
+      ? `connection refused: nothing listens there (is ` +
+        `'palisade serve' running, and is the port right?)`
+      : `connection refused: nothing listens there`;
+  }
+  if (/invalid HTTP version|HTTP version parsed/i.test(tail)) {
+    return `the reply is not plain HTTP (${tail}); the host may speak ` +
+      `HTTPS; use https://`;
   }
   if (/dns error|lookup address|Name or service not known/i.test(tail)) {
     return `cannot resolve the host name (${tail})`;
@@ -195,7 +206,31 @@ export interface HostStatus {
   [field: string]: unknown;
 }
 
+/**
+ * Checks that `to` is a usable control API base URL: `http://` or
+ * `https://` with a host.
+ *
+ * @returns null when usable, else why not, for people
+ */
+export function hostUrlProblem(to: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(to);
+  } catch {
+    return "give a URL such as http://HOST:PORT";
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return "give a URL such as http://HOST:PORT";
+  }
+  if (url.hostname === "") return "the URL names no host";
+  return null;
+}
+
 function endpoint(base: string, path: string): string {
+  const problem = hostUrlProblem(base);
+  if (problem !== null) {
+    throw new TypeError(`Cannot use host URL ${base}: ${problem}`);
+  }
   return new URL(path, base.endsWith("/") ? base : base + "/").href;
 }
 
@@ -302,7 +337,8 @@ export async function runCheck(
       conn.close();
     } catch (error) {
       connecting.then((c) => c.close(), () => {});
-      const why = describeFetchError(check, error, timeoutMs).reason;
+      const why = describeFetchError(check, error, timeoutMs, "check")
+        .reason;
       throw new Error(`Cannot pass check ${check}: ${why}`, { cause: error });
     } finally {
       clearTimeout(timer);
@@ -323,7 +359,7 @@ export async function runCheck(
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (error) {
-    const why = describeFetchError(check, error, timeoutMs).reason;
+    const why = describeFetchError(check, error, timeoutMs, "check").reason;
     throw new Error(`Cannot pass check ${check}: ${why}`, { cause: error });
   }
   await response.body?.cancel();
@@ -494,15 +530,20 @@ export async function applyBundle(opts: ApplyOptions): Promise<ApplyOutcome> {
   };
 }
 
-/** Waits past the deadline, then asks the host what became of it. */
+/**
+ * Asks the host, over a new connection every 1.5 s (0.5 s once the
+ * deadline has passed), what became of the generation, and reports as
+ * soon as it is no longer pending: confirmed, or reverted early (a
+ * rollback, failed checks on the host) or at the deadline. Gives up
+ * `settleSeconds` after the deadline.
+ */
 async function awaitOutcome(
   opts: ApplyOptions,
   reply: PushReply,
   deadline: number,
   step: (name: string, message: string) => void,
 ): Promise<ApplyOutcome> {
-  await sleep(deadline - Date.now() + 250);
-  const settleUntil = Date.now() + (opts.settleSeconds ?? 30) * 1000;
+  const settleUntil = deadline + 250 + (opts.settleSeconds ?? 30) * 1000;
   let lastError = "";
   while (Date.now() < settleUntil) {
     try {
@@ -537,7 +578,10 @@ async function awaitOutcome(
       };
     } catch (error) {
       lastError = (error as Error).message;
-      await sleep(Math.min(500, settleUntil - Date.now()));
+      const now = Date.now();
+      // Before the deadline poll gently; just past it, closely.
+      const pause = now < deadline ? Math.min(1500, deadline + 250 - now) : 500;
+      await sleep(Math.min(pause, settleUntil - now));
     }
   }
   step("unknown", `cannot tell whether the host reverted: ${lastError}`);

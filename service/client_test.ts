@@ -276,3 +276,78 @@ Deno.test("runCheck() names a refused tcp check", async () => {
     new RegExp(`Cannot pass check ${check}: connection refused`),
   );
 });
+
+Deno.test("applyBundle() with no confirm reports a revert before the deadline as soon as the host shows it", async () => {
+  await withHost(60_000, async (url, manager) => {
+    const steps: TimelineStep[] = [];
+    // The host reverts early, as a rollback or its own checks would.
+    const timer = setTimeout(() => {
+      manager.pending = null;
+    }, 1000);
+    try {
+      const outcome = await applyBundle({
+        bundle: BUNDLE,
+        to: url,
+        confirm: false,
+        settleSeconds: 1,
+        onStep: (s) => steps.push(s),
+      });
+      assert.equal(outcome.result, "reverted");
+      assert.equal(outcome.exitCode, 3);
+      const applied = steps.find((s) => s.step === "applied");
+      const deadline = Date.parse(
+        String(applied?.message.match(/deadline (\S+)/)?.[1]),
+      );
+      assert.ok(Date.now() < deadline, "outcome came only after the deadline");
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+});
+
+Deno.test("fetchStatus() refuses a host URL without a scheme and says what to give", async () => {
+  await assert.rejects(
+    fetchStatus("localhost:7443"),
+    /Cannot use host URL localhost:7443: give a URL such as http:\/\/HOST:PORT/,
+  );
+});
+
+Deno.test("fetchStatus() over http:// to a host that answers TLS names https:// as the likely cause", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const conn of listener) {
+      try {
+        await conn.read(new Uint8Array(1024));
+        // A TLS alert record, as an HTTPS server sends to plain HTTP.
+        await conn.write(new Uint8Array([21, 3, 3, 0, 2, 2, 70]));
+      } catch {
+        // the client may have gone
+      } finally {
+        conn.close();
+      }
+    }
+  })();
+  try {
+    const port = (listener.addr as Deno.NetAddr).port;
+    await assert.rejects(
+      fetchStatus(`http://127.0.0.1:${port}`, { timeoutMs: 5000 }),
+      /the host may speak HTTPS; use https:\/\//,
+    );
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
+Deno.test("runCheck() on a refused tcp:// check does not hint at palisade serve", async () => {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const error = await runCheck(`tcp://127.0.0.1:${port}`, 2000).then(
+    () => null,
+    (e: Error) => e,
+  );
+  assert.ok(error !== null, "the check passed");
+  assert.match(error.message, /connection refused: nothing listens there/);
+  assert.doesNotMatch(error.message, /palisade serve/);
+});

@@ -300,3 +300,109 @@ Deno.test("palisade uninstall refuses top-level folders", async (t) => {
     }
   });
 });
+
+Deno.test("palisade uninstall with a scoped grant skips ungranted default paths, says what the engine holds, and is idempotent", async (t) => {
+  if (!requireRoot(t)) return;
+  const dir = await Deno.makeTempDir({ prefix: "palisade-uninstall-scoped-" });
+  try {
+    const etc = `${dir}/etc`;
+    const state = `${dir}/state`;
+    const logs = `${dir}/logs`;
+    await Deno.mkdir(etc);
+    await Deno.mkdir(state);
+    await Deno.mkdir(logs);
+    await Deno.writeTextFile(
+      `${etc}/config.jsonc`,
+      JSON.stringify({
+        host: "web-1",
+        listen: "127.0.0.1:7443",
+        trust: `${etc}/trust.jsonc`,
+        stateDir: state,
+        logDir: logs,
+        engine: "nft",
+      }),
+    );
+    const unit = "/etc/systemd/system/palisade.service";
+    const skippedUnit = `skipped ${unit}: not granted to this command ` +
+      `(name the real one with --unit PATH, or grant ` +
+      `--allow-read=${unit} --allow-write=${unit})`;
+    const run = (ns: string, extra: string[]) =>
+      palisade(ns, [
+        `--allow-read=${dir}`,
+        `--allow-write=${dir}`,
+        "--allow-ffi",
+      ], ["uninstall", "--config", `${etc}/config.jsonc`, ...extra]);
+
+    await withNetns("uninstall-scoped", async (ns) => {
+      const dry = await run(ns, ["--dry-run"]);
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.deepEqual(dry.stdout.trim().split("\n"), [
+        skippedUnit,
+        "no Palisade objects in the nft engine",
+        `would remove ${state}`,
+        `would remove ${logs}`,
+        `would remove ${etc}`,
+      ]);
+
+      await loadTables(ns);
+      const dryWithTable = await run(ns, ["--dry-run"]);
+      assert.equal(dryWithTable.code, 0, dryWithTable.stderr);
+      assert.match(
+        dryWithTable.stdout,
+        /^would remove every Palisade object from the nft engine$/m,
+      );
+      assert.match(await tables(ns), /table inet palisade/);
+
+      const first = await run(ns, []);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /^removed table inet palisade/m);
+      assert.match(first.stdout, new RegExp(`^removed ${etc}$`, "m"));
+      await assert.rejects(Deno.lstat(etc), Deno.errors.NotFound);
+
+      // The config is gone: the default folders come back, ungranted.
+      const again = await run(ns, []);
+      assert.equal(again.code, 0, again.stderr);
+      const lines = again.stdout.trim().split("\n");
+      assert.deepEqual(lines.slice(0, 3).map((l) => l.split(":")[0]), [
+        "skipped /var/lib/palisade",
+        "skipped /var/log/palisade",
+        `skipped ${unit}`,
+      ]);
+      assert.match(
+        lines[3],
+        /^nothing left: .*\(3 default path\(s\) not checked/,
+      );
+      assert.equal(lines.length, 4);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("palisade uninstall refuses a path it was told to remove but may not read", async (t) => {
+  if (!requireRoot(t)) return;
+  const dir = await Deno.makeTempDir({ prefix: "palisade-uninstall-named-" });
+  try {
+    await withNetns("uninstall-named", async (ns) => {
+      const result = await palisade(ns, [
+        `--allow-read=${dir}`,
+        `--allow-write=${dir}`,
+        "--allow-ffi",
+      ], [
+        "uninstall",
+        "--dry-run",
+        "--config",
+        `${dir}/config.jsonc`,
+        "--unit",
+        "/etc/systemd/system/other.service",
+      ]);
+      assert.equal(result.code, 1);
+      assert.match(
+        result.stderr,
+        /Cannot check \/etc\/systemd\/system\/other\.service: this command may not read it; run 'deno run --allow-read=\/etc\/systemd\/system\/other\.service/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
