@@ -5,7 +5,6 @@
  * @module
  */
 import { applyEdits, modify } from "jsonc-parser";
-import { dirname } from "node:path";
 import { encodePublicKeyPem, parseTrustStore, type PublicKey } from "../mod.ts";
 
 /** The payload kinds a trust store entry can allow. */
@@ -96,41 +95,4 @@ export function addTrustedKey(
   // The file written must be one every host can load.
   parseTrustStore(text, source);
   return text;
-}
-
-/**
- * Replaces `path` with `text` atomically: a temporary file beside it,
- * flushed, renamed over it, and the folder flushed.
- */
-export async function writeFileAtomic(
-  path: string,
-  text: string,
-): Promise<void> {
-  const temporary = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    using file = await Deno.open(temporary, {
-      write: true,
-      createNew: true,
-      mode: 0o644,
-    });
-    const bytes = new TextEncoder().encode(text);
-    let written = 0;
-    while (written < bytes.length) {
-      written += await file.write(bytes.subarray(written));
-    }
-    await file.sync();
-  } catch (error) {
-    await Deno.remove(temporary).catch(() => {});
-    throw error;
-  }
-  try {
-    await Deno.rename(temporary, path);
-  } catch (error) {
-    await Deno.remove(temporary).catch(() => {});
-    throw error;
-  }
-  if (Deno.build.os !== "windows") {
-    using folder = await Deno.open(dirname(path) || ".", { read: true });
-    await folder.sync();
-  }
 }

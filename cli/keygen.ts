@@ -10,6 +10,7 @@ import {
   encodePrivateKeyPem,
   encodePublicKeyPem,
   generateKeyPair,
+  writeFileAtomic,
 } from "../mod.ts";
 import { dirname } from "node:path";
 import {
@@ -26,7 +27,6 @@ import {
   parseAllow,
   TRUST_KINDS,
   type TrustKind,
-  writeFileAtomic,
 } from "./_trust_file.ts";
 
 const HELP = `Usage: palisade keygen --out PREFIX [--trust TRUST.jsonc]
@@ -125,7 +125,9 @@ export async function keygen(args: string[]): Promise<number> {
       mode: 0o644,
     });
     if (trustPath !== undefined) {
-      await writeFileAtomic(trustPath, trustText!);
+      await writeFileAtomic(trustPath, new TextEncoder().encode(trustText!), {
+        mode: 0o644,
+      });
     }
   } catch (error) {
     // Leave no private key without its public half or its trust entry.

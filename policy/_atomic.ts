@@ -115,6 +115,56 @@ async function writeAll(file: Deno.FsFile, data: Uint8Array) {
   }
 }
 
+/**
+ * Replaces `path` with `data` atomically: a temporary file beside it,
+ * written in full and fsynced, renamed over `path`, then the folder
+ * fsynced so the rename itself survives a crash.
+ *
+ * @param opts.mode the new file's permission bits
+ * @param opts.wrap turns a failure and the path it concerns (temporary
+ *   file, target or folder) into the error thrown; the error as raised
+ *   by default
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array,
+  opts: { mode: number; wrap?: (error: unknown, path: string) => Error },
+): Promise<void> {
+  const wrap = opts.wrap ?? ((error: unknown) => error as Error);
+  const dir = dirOf(path);
+  const tmp = `${dir}/${TEMP_PREFIX}${baseOf(path)}-${randomHex(6)}`;
+  try {
+    using file = await Deno.open(tmp, {
+      write: true,
+      createNew: true,
+      mode: opts.mode,
+    });
+    await writeAll(file, data);
+    file.syncSync();
+  } catch (error) {
+    await Deno.remove(tmp).catch(() => {});
+    throw wrap(error, tmp);
+  }
+
+  try {
+    await Deno.rename(tmp, path);
+  } catch (error) {
+    await Deno.remove(tmp).catch(() => {});
+    throw wrap(error, path);
+  }
+
+  // The rename is durable only once the directory entry is on disk.
+  // Limitation: directories cannot be opened for fsync on Windows, so
+  // there the rename is as durable as the file system makes it.
+  if (Deno.build.os === "windows") return;
+  try {
+    using handle = await Deno.open(dir, { read: true });
+    handle.syncSync();
+  } catch (error) {
+    throw wrap(error, dir);
+  }
+}
+
 /** The state file operations on the real file system. */
 export const denoStateFs: StateFs = {
   readFile(path) {
@@ -135,39 +185,11 @@ export const denoStateFs: StateFs = {
     }
   },
 
-  async writeAtomic(path, data) {
-    const dir = dirOf(path);
-    const tmp = `${dir}/${TEMP_PREFIX}${baseOf(path)}-${randomHex(6)}`;
-    try {
-      using file = await Deno.open(tmp, {
-        write: true,
-        createNew: true,
-        mode: 0o600,
-      });
-      await writeAll(file, data);
-      file.syncSync();
-    } catch (error) {
-      await Deno.remove(tmp).catch(() => {});
-      throw toStateWriteError(error, tmp);
-    }
-
-    try {
-      await Deno.rename(tmp, path);
-    } catch (error) {
-      await Deno.remove(tmp).catch(() => {});
-      throw toStateWriteError(error, path);
-    }
-
-    // The rename is durable only once the directory entry is on disk.
-    // Limitation: directories cannot be opened for fsync on Windows, so
-    // there the rename is as durable as the file system makes it.
-    if (Deno.build.os === "windows") return;
-    try {
-      using handle = await Deno.open(dir, { read: true });
-      handle.syncSync();
-    } catch (error) {
-      throw toStateWriteError(error, dir);
-    }
+  writeAtomic(path, data) {
+    return writeFileAtomic(path, data, {
+      mode: 0o600,
+      wrap: toStateWriteError,
+    });
   },
 
   async remove(path) {

@@ -16,3 +16,4 @@ export * from "./wfp_backend.ts";
 export * from "./open_backend.ts";
 export * from "./store.ts";
 export * from "./manager.ts";
+export { writeFileAtomic } from "./_atomic.ts";
